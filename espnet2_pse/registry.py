@@ -1,0 +1,77 @@
+"""Registration of espnet2_pse classes into ESPnet's module-level ClassChoices.
+
+ESPnet has no plugin discovery: its tasks build argparse choices from module-level
+``ClassChoices`` objects when the parser is created. Adding our classes to those objects at
+import time (``import espnet2_pse``) is therefore enough for ``--separator conv_tasnet_skip``
+and friends to work in every enh-family task.
+
+Each subpackage owns its own list through a ``register_classes(register)`` function, so adding
+a class never means editing this file.
+"""
+
+import importlib
+from typing import Dict, List, Tuple
+
+from espnet2.train.class_choices import ClassChoices
+
+# Subpackages that contribute classes, in registration order.
+_PROVIDERS = (
+    "espnet2_pse.separators",
+    "espnet2_pse.losses",
+    "espnet2_pse.ssl",
+    "espnet2_pse.spk",
+)
+
+# (id(choices), name) -> class, for idempotence checks.
+_registered: Dict[Tuple[int, str], type] = {}
+
+
+class RegistrationError(ValueError):
+    """A class cannot be registered under the requested name."""
+
+
+def register(choices: ClassChoices, name: str, cls: type) -> None:
+    """Add ``cls`` to ``choices`` under the lower-cased ``name``.
+
+    ClassChoices only type-checks at construction, so the base class is re-checked here.
+    Registering the same class under the same name again is a no-op; any other collision
+    (a name ESPnet or another plugin already uses) raises instead of silently replacing it.
+    """
+    key = name.lower()
+    if key != name:
+        raise RegistrationError(
+            f"{choices.name}: register '{key}', not '{name}': ESPnet looks up lower-case names"
+        )
+    if choices.base_type is not None and not (
+        isinstance(cls, type) and issubclass(cls, choices.base_type)
+    ):
+        raise RegistrationError(
+            f"{choices.name}: {cls!r} is not a subclass of {choices.base_type.__name__}"
+        )
+    existing = choices.classes.get(key)
+    if existing is cls:
+        return
+    if existing is not None:
+        raise RegistrationError(
+            f"{choices.name}: '{key}' is already registered to "
+            f"{existing.__module__}.{existing.__qualname__}; refusing to override it"
+        )
+    choices.classes[key] = cls
+    _registered[(id(choices), key)] = cls
+
+
+def registered() -> List[Tuple[str, str, type]]:
+    """(choices name, class name, class) of everything this package registered."""
+    out = []
+    for provider in _PROVIDERS:
+        module = importlib.import_module(provider)
+        seen: List[Tuple[ClassChoices, str, type]] = []
+        module.register_classes(lambda c, n, k: seen.append((c, n, k)))
+        out.extend((c.name, n, k) for c, n, k in seen)
+    return out
+
+
+def register_all() -> None:
+    """Register every class of every provider; safe to call more than once."""
+    for provider in _PROVIDERS:
+        importlib.import_module(provider).register_classes(register)
