@@ -6,8 +6,10 @@ inflect (about 4 s) and, when its NLTK data is missing, tries to download it, wh
 prints a screen of errors. We put a stand-in module in ``sys.modules`` whose first attribute
 access imports the real ``g2p_en``, so TTS/ASR users of g2p see no difference.
 
-The import also prints ESPnet's own start-up chatter (a flash-attn notice on stdout and
-``torch.cuda.amp`` FutureWarnings); both are silenced for the duration of the import only.
+The import also prints ESPnet's own start-up chatter: a flash-attn notice on stdout from one
+module, muted while that module alone is imported (muting stdout around the whole import would
+capture the ``sys.stdout`` that some functions bind as a default argument), and
+``torch.cuda.amp`` FutureWarnings, filtered for the duration of the import.
 """
 
 import contextlib
@@ -50,6 +52,8 @@ def import_espnet_quietly() -> None:
     _defer_module("g2p_en")
     if "espnet2.tasks.enh" in sys.modules:
         return
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):
+        importlib.import_module("espnet.nets.pytorch_backend.transformer.attention")
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"espnet2?\.")
         importlib.import_module("espnet2.tasks.enh")

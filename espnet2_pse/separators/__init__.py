@@ -3,3 +3,10 @@
 
 def register_classes(register):
     """Call ``register(choices, name, cls)`` for every class this subpackage provides."""
+    from espnet2.tasks.enh import separator_choices
+
+    from espnet2_pse.separators.conv_tasnet_skip import ConvTasNetSkip
+    from espnet2_pse.separators.gru_mask import GRUMaskNet
+
+    register(separator_choices, "conv_tasnet_skip", ConvTasNetSkip)
+    register(separator_choices, "gru_mask", GRUMaskNet)

@@ -1,0 +1,81 @@
+"""On-the-fly two-stage mixing shared by the SSL objectives (methods.md, PART 1, 1.1).
+
+Stage 1 (premixture): s~ = s + m at SNR_pre ~ U(0, 15) dB, simulating the "in-the-wild" noise
+already in the user's recordings; skipped when the data are the user's own noisy recordings.
+Stage 2 (injection): x~ = s~ + n at SNR_inj ~ U(-5, 5) dB measured against s~.
+Then the whole batch (inputs and targets) is divided by one scalar, its max |x~|.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+from espnet2_pse.data.mixing import mix_at_snr
+from espnet2_pse.ssl.noise_bank import NoiseBank
+
+SNR_DISTRIBUTIONS = ("uniform", "normal")
+
+
+class SNRSampler:
+    """Draws SNRs in dB from ``[low, high]``.
+
+    ``uniform`` is the paper's choice; ``normal`` centres on the middle of the range with a
+    standard deviation of a quarter of its width, clipped to the range.
+    """
+
+    def __init__(self, snr_range: Sequence[float], distribution: str = "uniform"):
+        if len(snr_range) != 2 or snr_range[0] > snr_range[1]:
+            raise ValueError(f"SNR range must be [low, high] in dB, got {snr_range}")
+        if distribution not in SNR_DISTRIBUTIONS:
+            raise ValueError(f"SNR distribution must be one of {SNR_DISTRIBUTIONS}, got '{distribution}'")
+        self.low, self.high = float(snr_range[0]), float(snr_range[1])
+        self.distribution = distribution
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        if self.distribution == "uniform":
+            u = torch.rand(n, generator=generator)
+            return self.low + (self.high - self.low) * u
+        centre, std = (self.low + self.high) / 2, (self.high - self.low) / 4
+        return (centre + std * torch.randn(n, generator=generator)).clamp(self.low, self.high)
+
+
+class TwoStageMixer:
+    """Premixture (optional) and injection noise for a batch of speech crops."""
+
+    def __init__(
+        self,
+        inject_noise_scp: str,
+        inject_snr_range: Sequence[float] = (-5.0, 5.0),
+        premix_noise_scp: Optional[str] = None,
+        premix_snr_range: Sequence[float] = (0.0, 15.0),
+        snr_distribution: str = "uniform",
+        sample_rate: int = 16000,
+    ):
+        self.inject_bank = NoiseBank(inject_noise_scp, sample_rate, role="injection noise")
+        self.inject_snr = SNRSampler(inject_snr_range, snr_distribution)
+        self.premix_bank = (
+            NoiseBank(premix_noise_scp, sample_rate, role="premixture noise")
+            if premix_noise_scp
+            else None
+        )
+        self.premix_snr = SNRSampler(premix_snr_range, snr_distribution)
+
+    def pseudo_source(self, speech: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, T) speech -> (B, T) pseudo-source s~ (the speech itself without a premixture bank)."""
+        if self.premix_bank is None:
+            return speech
+        batch, length = speech.shape
+        noise = self.premix_bank.sample(batch, length, generator).to(speech)
+        return mix_at_snr(speech, noise, self.premix_snr(batch, generator).to(speech))
+
+    def injection(
+        self, batch: int, length: int, generator: torch.Generator
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(batch, length) injection noise crops and (batch,) SNRs in dB."""
+        return self.inject_bank.sample(batch, length, generator), self.inject_snr(batch, generator)
+
+
+def scale_batch(*signals: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Divide every tensor by the max |value| of the first one (the network input), + 1e-8."""
+    scale = signals[0].abs().max() + 1e-8
+    return tuple(s / scale for s in signals)

@@ -1,0 +1,185 @@
+"""run.sh / pse.sh / path.sh / cmd.sh: stage selection, done markers, training launch."""
+
+import json
+import re
+
+import pytest
+
+from .shell import bash, write_exec
+
+
+def started_stages(res):
+    """Stage numbers whose start line pse.sh logged."""
+    return [int(n) for n in re.findall(r"Stage (\d)/8 \(.*\): start$", res.stderr, re.M)]
+
+
+def data_calls(recipe):
+    path = recipe / "data_calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_run_sh_help_lists_corpus_and_stage_options(recipe):
+    res = bash("./run.sh --help", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    for text in ["--corpus NAME", "embedded librispeech user", "--stop_stage N", "--fsl_durations",
+                 "--num_nodes N", "--hf_repo"]:
+        assert text in res.stdout, text
+    assert data_calls(recipe) == []  # help runs nothing
+
+
+def test_stage_range_runs_only_selected_stages_and_says_what_is_missing(recipe):
+    res = bash("./pse.sh --stage 2 --stop-stage 3", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert started_stages(res) == [2, 3]
+    assert "stage 2 (format / filter / collect stats): not implemented yet" in res.stderr
+    assert "not implemented: 2 3" in res.stderr
+    assert data_calls(recipe) == []
+
+
+def test_stage_1_runs_data_sh_with_corpus_options_then_skips_on_rerun(recipe):
+    cmd = "./run.sh --corpus user --local_data_opts '--user_noisy_dir /my/recordings' --stop_stage 1"
+    res = bash(cmd, cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert started_stages(res) == [1]
+    assert data_calls(recipe) == ["--corpus user --user_noisy_dir /my/recordings"]
+    marker = recipe / "exp" / "done_markers" / "stage1_data"
+    assert marker.read_text().strip() == "local/data.sh --corpus user --user_noisy_dir /my/recordings"
+
+    res = bash(cmd, cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert "Stage 1/8 (data preparation): skipped, already done" in res.stderr
+    assert len(data_calls(recipe)) == 1
+
+    # Other corpus options make the marker stale: the data is prepared again.
+    res = bash("./run.sh --stop_stage 1", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert data_calls(recipe)[-1] == "--corpus embedded"
+    # So does a missing output.
+    (recipe / "data" / "roles.yaml").unlink()
+    res = bash("./run.sh --stop_stage 1", cwd=recipe)
+    assert len(data_calls(recipe)) == 3
+
+
+def test_stage_1_failure_stops_and_leaves_no_marker(recipe):
+    res = bash("./pse.sh --stop_stage 2", cwd=recipe, env={"STUB_DATA_RC": "4"})
+    assert res.returncode == 4
+    assert "Stage 1 (data preparation): FAILED (exit code 4)" in res.stderr
+    assert "Stage 2/8" not in res.stderr
+    assert not (recipe / "exp" / "done_markers" / "stage1_data").exists()
+
+
+def test_stage_1_without_data_sh_names_it(recipe):
+    (recipe / "local" / "data.sh").unlink()
+    res = bash("./pse.sh --stop_stage 1", cwd=recipe)
+    assert res.returncode == 1
+    assert "local/data.sh not found" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        ("--stage 9", "--stage must be between 1 and 8"),
+        ("--stage 5 --stop_stage 2", "--stage 5 is after --stop_stage 2"),
+        ("--sizes 'tiny huge'", "unknown size 'huge'"),
+        ("--methods 'cm magic'", "unknown method 'magic'"),
+        ("--fsl_durations '5 -3'", "'-3' is not a positive number"),
+        ("--ngpu two", "--ngpu must be a non-negative integer"),
+        ("--num_nodes 2", "--num_nodes 2 needs a cluster"),
+        ("--skip_upload_hf false", "needs --hf_repo"),
+        ("--cmd_backend sge", "unknown cmd_backend 'sge'"),
+        ("--datadir elsewhere", "--datadir is not an option"),
+        ("--stage 1 extra", "unexpected arguments: extra"),
+    ],
+)
+def test_bad_options_are_rejected_before_any_stage(recipe, opts, message):
+    res = bash(f"./pse.sh {opts}", cwd=recipe)
+    assert res.returncode == 1
+    assert message in res.stderr
+    assert "Stage 1/8" not in res.stderr and data_calls(recipe) == []
+
+
+def source_and_launch(recipe, env, body):
+    """Sources pse.sh (functions only), sets up its environment, then runs body."""
+    return bash(f"source ./pse.sh\n{body}", cwd=recipe, env=env)
+
+
+def argv_lines(exp):
+    return [json.loads(l) for l in (exp / "argv.jsonl").read_text().splitlines()]
+
+
+def test_launch_train_local_trains_once_and_resumes_after_failure(recipe, fake_train_module):
+    exp = recipe / "exp" / "gen_tiny"
+    body = f"setup; launch_train {exp} fake_train --config conf/x.yaml --max_epoch 2"
+
+    res = source_and_launch(recipe, {**fake_train_module, "FAKE_TRAIN_RC": "3"}, body)
+    assert res.returncode != 0
+    assert not (exp / ".done").exists()
+    assert "train.log" in res.stderr  # launch shows the log of the failed run
+
+    res = source_and_launch(recipe, fake_train_module, body)
+    assert res.returncode == 0, res.stderr
+    assert (exp / ".done").exists()
+    runs = argv_lines(exp)
+    assert len(runs) == 2
+    for argv in runs:  # both attempts resume from whatever checkpoint exists
+        assert argv[:8] == ["--ngpu", "0", "--resume", "true", "--output_dir", str(exp),
+                            "--config", "conf/x.yaml"]
+    log = (exp / "train.log").read_text()
+    assert log.startswith("# python3 -m fake_train") and "exit_code=0" in log
+
+    res = source_and_launch(recipe, fake_train_module, body)
+    assert res.returncode == 0, res.stderr
+    assert "already trained" in res.stderr
+    assert len(argv_lines(exp)) == 2
+
+
+def test_launch_train_multi_node_goes_through_slurm_and_srun(recipe, fake_train_module, fake_slurm):
+    exp = recipe / "exp" / "gen_large"
+    body = f"cmd_backend=slurm; num_nodes=2; ngpu=0; setup; launch_train {exp} fake_train --config c.yaml"
+    res = source_and_launch(recipe, {**fake_train_module, **fake_slurm}, body)
+    assert res.returncode == 0, res.stderr
+    (argv,) = argv_lines(exp)
+    for pair in [("--dist_launcher", "slurm"), ("--dist_backend", "gloo"), ("--resume", "true")]:
+        assert pair[1] == argv[argv.index(pair[0]) + 1]
+    init = argv[argv.index("--dist_init_method") + 1]
+    assert init.startswith(f"file://{exp}/.dist_init_")
+    sbatch, srun = open(fake_slurm["FAKE_SLURM_LOG"]).read().splitlines()
+    assert "--nodes=2" in sbatch.split() and "--job-name=gen_large" in sbatch.split()
+    assert srun.startswith("srun --export=ALL python3 -m fake_train")
+
+
+def test_markers_record_signatures(recipe):
+    res = bash(
+        "source ./pse.sh; stage_done s5/spk_a 'cfg=a' && echo early; mark_done s5/spk_a 'cfg=a'; "
+        "stage_done s5/spk_a 'cfg=a' && echo same; stage_done s5/spk_a 'cfg=b' || echo changed",
+        cwd=recipe,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["same", "changed"]
+    assert (recipe / "exp" / "done_markers" / "s5" / "spk_a").read_text() == "cfg=a\n"
+
+
+def test_path_sh_builds_missing_venv_and_sets_environment(recipe, tmp_path):
+    # No tools/venv yet: path.sh must run `make -C <repo>/tools`; a fake make builds a venv
+    # whose activate script only marks itself.
+    (tmp_path / "tools" / "venv").unlink()
+    fakebin = tmp_path / "fakebin_make"
+    write_exec(
+        fakebin / "make",
+        '#!/usr/bin/env bash\necho "make $*" >> "$MAKE_LOG"\n'
+        'mkdir -p "$2/venv/bin"\necho "export VENV_ACTIVATED=1" > "$2/venv/bin/activate"\n',
+    )
+    env = {"PATH": f"{fakebin}:/usr/bin:/bin", "MAKE_LOG": str(tmp_path / "make.log")}
+    show = "set -euo pipefail; . ./path.sh; echo $VENV_ACTIVATED $OMP_NUM_THREADS $PYTHONIOENCODING; command -v run.pl"
+    res = bash(show, cwd=recipe, env=env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "make.log").read_text() == f"make -C {tmp_path}/tools\n"
+    assert res.stdout.split() == ["1", "1", "UTF-8", str(recipe / "utils" / "run.pl")]
+    res = bash(show, cwd=recipe, env=env)  # built now: no second make
+    assert res.returncode == 0 and len((tmp_path / "make.log").read_text().splitlines()) == 1
+
+
+def test_cmd_sh_selects_the_runner(recipe):
+    res = bash("cmd_backend=slurm; . ./cmd.sh; echo $cuda_cmd; unset cmd_backend; . ./cmd.sh; echo $train_cmd",
+               cwd=recipe)
+    assert res.stdout.splitlines() == ["slurm.pl --config conf/slurm.conf", "run.pl"]
