@@ -30,8 +30,14 @@ def _defer_module(name: str) -> None:
         return  # not installed: ESPnet's own import raises its usual error
 
     stand_in = types.ModuleType(name, f"Stand-in for {name}, imported on first use.")
-    # A real spec makes `import name` treat the stand-in as an initialised module.
+    # A real spec makes `import name` treat the stand-in as an initialised module; the other
+    # module attributes keep tools that probe sys.modules (pytest, inspect) from loading it.
     stand_in.__spec__ = spec
+    stand_in.__loader__ = spec.loader
+    stand_in.__file__ = spec.origin
+    stand_in.__package__ = spec.parent
+    if spec.submodule_search_locations is not None:
+        stand_in.__path__ = list(spec.submodule_search_locations)
 
     def load_attribute(attribute: str):
         if sys.modules.get(name) is stand_in:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
+import espnet2_pse  # noqa: F401  (first: the quiet ESPnet import applies to every test)
+
 FS = 16000
 
 # Tests run the package's entry points in subprocesses; keep them single-threaded and quiet.

@@ -16,6 +16,9 @@ from espnet2.train.class_choices import ClassChoices
 class AbsSSLObjective(ABC):
     """Builds training inputs/targets per batch and computes the loss through the model."""
 
+    def check_model(self, model) -> None:
+        """Raise ValueError if the model's criteria cannot serve this objective (at build time)."""
+
     @abstractmethod
     def __call__(
         self,

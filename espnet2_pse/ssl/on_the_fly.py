@@ -76,11 +76,28 @@ class OnTheFlyObjective(AbsSSLObjective):
     def uses_dp(self) -> bool:
         return self.dp_predictor_files is not None
 
+    def check_model(self, model) -> None:
+        from espnet2_pse.losses.criterions import PSEDistanceLoss
+        from espnet2_pse.losses.wrappers import DPWeightedFixedOrder
+
+        if not model.loss_wrappers:
+            raise ValueError("SSL training needs at least one entry in 'criterions'")
+        first = model.loss_wrappers[0]
+        if self.uses_dp and not (
+            isinstance(first, DPWeightedFixedOrder) and isinstance(first.criterion, PSEDistanceLoss)
+        ):
+            raise ValueError(
+                "dp_predictor is set, so the first criterion must be "
+                "{name: pse_distance, conf: {segmental: true}, wrapper: dp_fixed_order}; got "
+                f"criterion {type(first.criterion).__name__} with wrapper {type(first).__name__}"
+            )
+
     def dp_weights(self, pseudo_source: torch.Tensor) -> Optional[torch.Tensor]:
         """(B, F) frame weights sigmoid(predicted SNR of s~), detached; None without DP."""
         if not self.uses_dp:
             return None
-        from espnet2_pse.ssl.snr_predictor import dp_weights, load_snr_predictor
+        from espnet2_pse.ssl.snr_predictor import dp_weights
+        from espnet2_pse.tasks.snr_predictor import load_snr_predictor
 
         if self._dp_predictor is None:
             self._dp_predictor = load_snr_predictor(

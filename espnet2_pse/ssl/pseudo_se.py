@@ -16,6 +16,16 @@ class PseudoSE(OnTheFlyObjective):
     All constructor arguments are those of :class:`OnTheFlyObjective`.
     """
 
+    def make_batch(self, speech: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """(B, T) speech crops -> dict of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB)."""
+        batch, length = speech.shape
+        target = self.mixer.pseudo_source(speech, self.generator) * mask
+        noise, snr = self.mixer.injection(batch, length, self.generator)
+        mixture = self.inject(target, noise, snr, mask)
+        if self.batch_scaling:
+            mixture, target = scale_batch(mixture, target)
+        return {"input": mixture, "target": target, "snr": snr}
+
     def __call__(
         self,
         model,
@@ -24,17 +34,12 @@ class PseudoSE(OnTheFlyObjective):
         additional: Dict[str, torch.Tensor],
     ):
         batch, length = speech.shape
-        mask = length_mask(speech_lengths, batch, length, speech)
-        pseudo_source = self.mixer.pseudo_source(speech, self.generator) * mask
-        noise, snr = self.mixer.injection(batch, length, self.generator)
-        mixture = self.inject(pseudo_source, noise, snr, mask)
-        if self.batch_scaling:
-            mixture, pseudo_source = scale_batch(mixture, pseudo_source)
+        made = self.make_batch(speech, length_mask(speech_lengths, batch, length, speech))
         loss, stats, weight, _ = model.forward_supervised(
-            mixture,
+            made["input"],
             speech_lengths,
-            pseudo_source,
+            made["target"],
             additional,
-            dp_weight=self.dp_weights(pseudo_source),
+            dp_weight=self.dp_weights(made["target"]),
         )
         return loss, stats, weight

@@ -35,4 +35,5 @@ class PSETask(EnhancementTask):
                 objective = objective_class(**(args.ssl_objective_conf or {}))
             except TypeError as e:
                 raise ValueError(f"ssl_objective_conf for '{args.ssl_objective}': {e}") from None
+            objective.check_model(model)
         return PSEModel.from_enhancement_model(model, objective)

@@ -36,6 +36,7 @@ from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str_or_none
 
+from espnet2_pse.data.audio import AudioError
 from espnet2_pse.data.mixing import mix_at_snr
 from espnet2_pse.ssl.snr_predictor import SNRPredictor, frame_snr_target
 
@@ -109,20 +110,17 @@ class ESPnetSNRPredictorModel(AbsESPnetModel):
 
     def _noise_length(self, path: str) -> int:
         if path not in self._noise_frames:
+            # The data stage writes 16 kHz mono PCM_16: anything else is a broken bank.
             try:
                 info = sf.info(path)
             except Exception as e:  # soundfile raises several types for bad files
-                raise ValueError(
-                    f"noise file {path} (from {self.noise_scp}) cannot be read: {e}"
-                ) from e
+                raise AudioError(path, f"cannot be read (listed in {self.noise_scp}): {e}") from e
             if info.samplerate != self.fs:
-                raise ValueError(
-                    f"noise file {path} has {info.samplerate} Hz, the model expects {self.fs} Hz"
-                )
+                raise AudioError(path, f"has {info.samplerate} Hz, the model expects {self.fs} Hz")
             if info.channels != 1:
-                raise ValueError(f"noise file {path} has {info.channels} channels; mono expected")
+                raise AudioError(path, f"has {info.channels} channels; mono expected")
             if info.frames == 0:
-                raise ValueError(f"noise file {path} is empty")
+                raise AudioError(path, "is empty (0 samples)")
             self._noise_frames[path] = info.frames
         return self._noise_frames[path]
 
@@ -135,7 +133,7 @@ class ESPnetSNRPredictorModel(AbsESPnetModel):
         start = rng.randint(frames - length + 1) if frames > length else 0
         noise, _ = sf.read(path, start=start, frames=length, dtype="float32", always_2d=False)
         if not np.all(np.isfinite(noise)):
-            raise ValueError(f"noise file {path} contains NaN or Inf samples")
+            raise AudioError(path, "contains NaN or Inf samples")
         if len(noise) < length:
             noise = np.tile(noise, -(-length // len(noise)))[:length]
         return noise
@@ -151,7 +149,7 @@ class ESPnetSNRPredictorModel(AbsESPnetModel):
         Returns:
             loss (MSE of frame SNR in dB^2), stats {loss, mae_db}, batch size (weight).
         """
-        batch, total = speech.shape
+        batch = speech.size(0)
         noise = torch.zeros_like(speech)
         for b, length in enumerate(speech_lengths.tolist()):
             noise[b, :length] = torch.from_numpy(self.draw_noise(int(length))).to(speech)
@@ -265,7 +263,9 @@ class SNRPredictorTask(AbsTask):
 
 
 def load_snr_predictor(
-    config_yaml: Union[str, Path], model_file: Union[str, Path], device: str = "cpu"
+    config_yaml: Union[str, Path],
+    model_file: Union[str, Path],
+    device: Union[str, torch.device] = "cpu",
 ) -> SNRPredictor:
     """Frozen predictor from a training run of :class:`SNRPredictorTask`.
 
@@ -274,13 +274,14 @@ def load_snr_predictor(
     Args:
         config_yaml: the run's config.yaml.
         model_file: a saved state dict (e.g. valid.loss.best.pth).
-        device: torch device string.
+        device: torch device (or its name), e.g. the device of the batch.
     Returns:
         The SNRPredictor in eval mode with requires_grad False on every parameter.
     """
     for path in (config_yaml, model_file):
         if not Path(path).is_file():
             raise FileNotFoundError(f"SNR predictor: no such file: {path}")
+    device = str(device)  # ESPnet's loader is type-checked for str
     model, _ = SNRPredictorTask.build_model_from_file(config_yaml, None, device)
     state = torch.load(model_file, map_location=device, weights_only=False)
     if "module" in state:

@@ -1,0 +1,160 @@
+"""Signal distances D(est, ref) of the PSE objectives, whole-signal and segmental.
+
+All functions take batched time-domain signals of shape (B, T) and never modify their
+inputs. Distances are losses: lower is better.
+
+- ``snr``: negative SNR in dB of zero-mean signals, -10 log10(||r||^2 / ||e - r||^2).
+- ``sisdr``: negative scale-invariant SDR in dB (zero-mean signals).
+- ``mse``: mean squared error (whole signal: raw samples; segmental: per-frame energy of the
+  windowed error divided by the frame length).
+
+The segmental versions share one framing with the DP SNR predictor and its targets (the STFT
+framing): centred reflect padding of ``frame_length // 2`` samples each side, frames of
+``frame_length`` samples every ``hop_length`` samples, so F = T // hop_length + 1, each frame
+multiplied by a Hann window.
+
+Ratios are computed as (num + eps) / (den + eps): finite for perfect estimates, and a silent
+reference frame still pulls the estimate towards silence.
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-8
+
+DISTANCES = ("snr", "sisdr", "mse")
+
+
+def _check_name(name: str) -> None:
+    if name not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got '{name}'")
+
+
+def _check_pair(est: torch.Tensor, ref: torch.Tensor) -> None:
+    if est.shape != ref.shape or est.dim() != 2:
+        raise ValueError(
+            f"est and ref must both be (B, T) with the same shape, got "
+            f"{tuple(est.shape)} and {tuple(ref.shape)}"
+        )
+
+
+def _zero_mean(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(dim=-1, keepdim=True)
+
+
+def _neg_ratio_db(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
+    return -10.0 * torch.log10((num + eps) / (den + eps))
+
+
+def _neg_sdr(est: torch.Tensor, ref: torch.Tensor, scale_invariant: bool, eps: float):
+    """Negative (SI-)SNR in dB over the last axis; est and ref already zero-mean."""
+    if scale_invariant:
+        alpha = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
+        target = alpha * ref
+    else:
+        target = ref
+    return _neg_ratio_db(target.pow(2).sum(-1), (est - target).pow(2).sum(-1), eps)
+
+
+def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Whole-signal distance.
+
+    Args:
+        name: "snr", "sisdr" or "mse".
+        est: (B, T) estimate.
+        ref: (B, T) reference.
+        eps: added to both energies of a ratio.
+    Returns:
+        (B,) distance: dB for snr/sisdr (negative SNR / SI-SDR), squared amplitude for mse.
+    """
+    _check_name(name)
+    _check_pair(est, ref)
+    if name == "mse":
+        return (est - ref).pow(2).mean(-1)
+    return _neg_sdr(_zero_mean(est), _zero_mean(ref), name == "sisdr", eps)
+
+
+def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Scale-invariant SDR in dB (higher is better); (B, T), (B, T) -> (B,)."""
+    return -distance("sisdr", est, ref, eps=eps)
+
+
+def frame_signal(x: torch.Tensor, frame_length: int = 1024, hop_length: int = 256) -> torch.Tensor:
+    """Hann-windowed frames with the STFT framing (centred, reflect padding).
+
+    Args:
+        x: (B, T) signal, T > frame_length // 2 (reflect padding needs it).
+        frame_length: frame (and window) length in samples.
+        hop_length: frame shift in samples.
+    Returns:
+        (B, F, frame_length) windowed frames, F = T // hop_length + 1 for even frame_length.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"expected a (B, T) signal, got shape {tuple(x.shape)}")
+    pad = frame_length // 2
+    if x.size(-1) <= pad:
+        raise ValueError(
+            f"signal of {x.size(-1)} samples is too short for frames of {frame_length} "
+            f"samples: reflect padding needs more than {pad} samples"
+        )
+    padded = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    frames = padded.unfold(-1, frame_length, hop_length)
+    window = torch.hann_window(frame_length, periodic=True, dtype=x.dtype, device=x.device)
+    return frames * window
+
+
+def framewise_distance(
+    name: str,
+    est: torch.Tensor,
+    ref: torch.Tensor,
+    frame_length: int = 1024,
+    hop_length: int = 256,
+    eps: float = EPS,
+) -> torch.Tensor:
+    """Per-frame distance of the segmental loss.
+
+    The mean over the whole signal is removed first (for every distance), then both signals
+    are cut with :func:`frame_signal` and the distance is taken frame by frame.
+
+    Args:
+        name: "snr", "sisdr" or "mse".
+        est: (B, T) estimate.
+        ref: (B, T) reference.
+        frame_length: frame length in samples (1024 in the paper).
+        hop_length: hop in samples (256 in the paper).
+        eps: added to both energies of a ratio.
+    Returns:
+        (B, F) per-frame distance, F = T // hop_length + 1; dB for snr/sisdr, and
+        sum over the frame of the squared windowed error / frame_length for mse.
+    """
+    _check_name(name)
+    _check_pair(est, ref)
+    est_frames = frame_signal(_zero_mean(est), frame_length, hop_length)
+    ref_frames = frame_signal(_zero_mean(ref), frame_length, hop_length)
+    if name == "mse":
+        return (est_frames - ref_frames).pow(2).sum(-1) / frame_length
+    return _neg_sdr(est_frames, ref_frames, name == "sisdr", eps)
+
+
+def weighted_frame_mean(
+    frame_losses: torch.Tensor, weights: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """DP reduction over frames: mean_t(w_t * l_t), not renormalised by sum_t w_t.
+
+    Args:
+        frame_losses: (B, F) per-frame losses.
+        weights: (B, F) frame weights (detached here: no gradient reaches the predictor),
+            or None for a plain frame mean.
+    Returns:
+        (B,) weighted frame mean.
+    """
+    if weights is None:
+        return frame_losses.mean(-1)
+    if weights.shape != frame_losses.shape:
+        raise ValueError(
+            f"frame weights of shape {tuple(weights.shape)} do not match frame losses of "
+            f"shape {tuple(frame_losses.shape)}: the weights must use the same framing"
+        )
+    return (weights.detach() * frame_losses).mean(-1)

@@ -1,0 +1,109 @@
+"""On-the-fly batches and losses of PseudoSE and Contrastive Mixtures."""
+
+import pytest
+import torch
+
+from espnet2_pse.data.mixing import snr_db
+from espnet2_pse.ssl.contrastive_mixtures import ContrastiveMixtures, negative_term
+from espnet2_pse.ssl.mixing import SNRSampler
+from espnet2_pse.ssl.pseudo_se import PseudoSE
+
+
+def speech_batch(batch=6, length=8000, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(length) / 16000
+    f0 = 100 + 100 * torch.rand(batch, 1, generator=gen)
+    return 0.3 * torch.sin(2 * torch.pi * f0 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))
+
+
+def ones_mask(speech):
+    return torch.ones_like(speech)
+
+
+def test_pseudo_se_target_is_pseudo_source_and_snr_is_measured_against_it(tiny_corpus):
+    objective = PseudoSE(
+        inject_noise_scp=str(tiny_corpus["noise_scp"]),
+        premix_noise_scp=str(tiny_corpus["noise_scp"]),
+        batch_scaling=False,
+    )
+    speech = speech_batch()
+    made = objective.make_batch(speech, ones_mask(speech))
+    target, mixture = made["target"], made["input"]
+    # The premixture was added: the target is the noisy pseudo-source, not the clean speech.
+    premix_snr = snr_db(speech, target - speech)
+    assert ((premix_snr >= -0.1) & (premix_snr <= 15.1)).all(), premix_snr
+    assert torch.allclose(snr_db(target, mixture - target), made["snr"], atol=0.1)
+    assert ((made["snr"] >= -5) & (made["snr"] <= 5)).all()
+
+
+def test_pseudo_se_without_premixture_keeps_speech_and_scales_the_batch(tiny_corpus):
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]))
+    speech = speech_batch()
+    made = objective.make_batch(speech, ones_mask(speech))
+    assert made["input"].abs().max() == pytest.approx(1.0, abs=1e-6)
+    scale = speech.abs().max() / made["target"].abs().max()
+    assert torch.allclose(made["target"] * scale, speech, atol=1e-5)
+
+
+def test_padding_stays_silent(tiny_corpus):
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), batch_scaling=False)
+    speech = speech_batch(batch=2)
+    mask = torch.ones_like(speech)
+    mask[1, 5000:] = 0
+    made = objective.make_batch(speech * mask, mask)
+    assert made["input"][1, 5000:].abs().max() == 0
+
+
+def test_cm_pairs_share_target_or_noise(tiny_corpus):
+    objective = ContrastiveMixtures(
+        inject_noise_scp=str(tiny_corpus["noise_scp"]), premix_noise_scp=str(tiny_corpus["noise_scp"]),
+    )
+    speech = speech_batch(batch=8)
+    p = objective.make_pairs(speech, ones_mask(speech))
+    positive = p["positive"]
+    assert positive.sum() == 2 and (~positive).sum() == 2  # ratio 0.5 of 4 pairs
+    noise1, noise2 = p["input1"] - p["target1"], p["input2"] - p["target2"]
+    cosine = torch.nn.functional.cosine_similarity(noise1, noise2, dim=-1)
+    # Positives: same pseudo-source, different injections.
+    assert torch.equal(p["target1"][positive], p["target2"][positive])
+    assert (cosine[positive].abs() < 0.9).all(), cosine
+    # Negatives: different pseudo-sources, one shared noise (up to its gain).
+    assert not torch.allclose(p["target1"][~positive], p["target2"][~positive])
+    assert torch.allclose(cosine[~positive], torch.ones(2), atol=1e-4), cosine
+    assert torch.cat([p["input1"], p["input2"]]).abs().max() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "variant, expected, grad",
+    [("sq", 4.0, 4.0), ("abs", 2.0, 1.0), ("max", 3.0, 1.0)],
+)
+def test_negative_term_values_and_gradients(variant, expected, grad):
+    d_out = torch.tensor([3.0], requires_grad=True)
+    d_target = torch.tensor([1.0])
+    value = negative_term(d_out, d_target, variant)
+    value.sum().backward()
+    assert value.item() == pytest.approx(expected)
+    assert d_out.grad.item() == pytest.approx(grad)
+
+
+def test_max_negative_term_is_flat_when_outputs_are_too_similar():
+    d_out = torch.tensor([-5.0], requires_grad=True)
+    negative_term(d_out, torch.tensor([1.0]), "max").sum().backward()
+    assert d_out.grad.item() == 0.0
+
+
+def test_snr_sampler_ranges_and_bad_config():
+    gen = torch.Generator().manual_seed(0)
+    for distribution in ("uniform", "normal"):
+        snr = SNRSampler((-5, 5), distribution)(1000, gen)
+        assert snr.min() >= -5 and snr.max() <= 5 and abs(snr.mean()) < 0.5
+    with pytest.raises(ValueError, match="distribution"):
+        SNRSampler((0, 1), "laplace")
+    with pytest.raises(ValueError, match="low, high"):
+        SNRSampler((5, -5))
+
+
+def test_missing_noise_bank_names_the_file(tmp_path):
+    objective = PseudoSE(inject_noise_scp=str(tmp_path / "nope.scp"))
+    with pytest.raises(FileNotFoundError, match="nope.scp"):
+        objective.make_batch(speech_batch(2), torch.ones(2, 8000))
