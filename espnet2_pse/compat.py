@@ -40,6 +40,9 @@ def _defer_module(name: str) -> None:
         stand_in.__path__ = list(spec.submodule_search_locations)
 
     def load_attribute(attribute: str):
+        if attribute.startswith("__") and attribute.endswith("__"):
+            # Probes such as hasattr(module, "__wrapped__") must not trigger the real import.
+            raise AttributeError(attribute)
         if sys.modules.get(name) is stand_in:
             del sys.modules[name]
         real = importlib.import_module(name)

@@ -46,18 +46,21 @@ dumpdir=dump           # formatted data
 expdir=exp             # models, logs, scores and done markers
 local_data_opts=""     # options for local/data.sh (run.sh adds --corpus)
 speakers=""            # target speakers to personalize for (empty: all targets in data/roles.yaml)
-sizes="tiny"           # model sizes: tiny small medium large
+sizes="cpu"            # model sizes: cpu (CPU default) or the paper's tiny small medium large
 methods="pseudo_se pseudo_se_dp cm cm_dp"   # SSL methods (_dp: with data purification)
-fsl_durations="5 10"   # clean seconds for few-shot fine-tuning
-pse_config=""          # training config for the specialists (empty: the default in conf/)
+fsl_durations="5"      # clean seconds for few-shot fine-tuning
+train_conf_dir=conf    # training configs train_{generalist,ssl,fsl,snr_predictor}.yaml (conf/paper: GPU)
+pse_config=""          # training config for the specialists (empty: ${train_conf_dir}/train_ssl.yaml)
 pse_args=""            # extra options for every training run, e.g. "--max_epoch 2"
 inference_model=valid.loss.best.pth   # checkpoint used by inference and packing
 skip_upload_hf=true    # skip the Hugging Face upload in stage 8
 hf_repo=""             # Hugging Face repository id (user/name) for stage 8
+hf_remote_url=""       # push to this git URL instead of https://huggingface.co/<hf_repo>
+upload_model=""        # packed model to upload (a name in <expdir>/packed; empty: the first specialist)
 
 # Fixed settings (read-only, so parse_options refuses them as options).
 readonly datadir=data  # written by local/data.sh (stage 1)
-readonly known_sizes="tiny small medium large"
+readonly known_sizes="cpu tiny small medium large"
 readonly known_methods="pseudo_se pseudo_se_dp cm cm_dp"
 readonly last_stage=8
 
@@ -85,11 +88,14 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --sizes "S ..."       model sizes among: ${known_sizes} (default: '${sizes}')
   --methods "M ..."     SSL methods among: ${known_methods} (default: '${methods}')
   --fsl_durations "D .." clean seconds for few-shot fine-tuning (default: '${fsl_durations}')
+  --train_conf_dir DIR  training configs; conf/paper holds the paper's GPU setting (default: ${train_conf_dir})
   --pse_config FILE     specialist training config (default: the one in conf/)
   --pse_args STR        extra options for every training run (default: '${pse_args}')
   --inference_model F   checkpoint for inference and packing (default: ${inference_model})
   --skip_upload_hf BOOL skip the Hugging Face upload (default: ${skip_upload_hf})
   --hf_repo USER/NAME   Hugging Face repository for stage 8 (default: none)
+  --hf_remote_url URL   push to this git remote instead of huggingface.co (default: none)
+  --upload_model NAME   packed model to upload (default: the first zero-shot specialist)
   --config FILE         read name=value defaults from FILE (command-line options win)
   --help                show this message
 
@@ -202,17 +208,9 @@ run_stage() {
     case "${stage_result}" in
         done) stages_done+=("${n}") ;;
         skipped*) stages_skipped+=("${n}") ;;
-        "not implemented"*) stages_not_implemented+=("${n}") ;;
     esac
     log "Stage ${n}/${last_stage} (${name}): ${stage_result} ($((SECONDS - t0)) s)"
     current_stage=""
-}
-
-# Placeholder body for a stage whose code has not landed yet: says so and does no work.
-not_implemented() {
-    local n=$1 name=$2 issue=$3
-    log "stage ${n} (${name}): not implemented yet — ${issue} will wire it"
-    stage_result="not implemented, nothing was done"
 }
 
 on_exit() {
@@ -241,20 +239,183 @@ stage_1_data_prep() {
     mark_done stage1_data "${signature}"
 }
 
-stage_2_format() { not_implemented 2 "format / filter / collect stats" "issue 6"; }
-stage_3_aux_models() { not_implemented 3 "auxiliary models" "issues 4 and 5"; }
-stage_4_generalists() { not_implemented 4 "generalists" "issues 4 and 5"; }
-stage_5_ssl_specialists() { not_implemented 5 "SSL specialists" "issue 4"; }
-stage_6_few_shot() { not_implemented 6 "few-shot fine-tuning" "issue 4"; }
-stage_7_score() { not_implemented 7 "inference and scoring" "issue 6"; }
-stage_8_pack_upload() { not_implemented 8 "pack and upload" "issue 6"; }
+# Target speakers: --speakers, or every target of the data's roles.yaml.
+target_speakers() {
+    if [ -n "${speakers}" ]; then echo "${speakers}"; return; fi
+    ${python} -c "import sys, yaml; print(' '.join(yaml.safe_load(open(sys.argv[1]))['target']))" \
+        "${dumpdir}/roles.yaml"
+}
+
+# compose_config OUT FILE...: one ESPnet config from parts with disjoint top-level keys
+# (model size, training schedule, method), so each part stays one YAML edit away.
+compose_config() {
+    local out=$1 dup
+    shift
+    dup=$(grep -hoE '^[A-Za-z_0-9]+:' "$@" | sort | uniq -d | tr '\n' ' ')
+    [ -z "${dup}" ] || die "config parts $* repeat top-level keys: ${dup}"
+    mkdir -p "$(dirname "${out}")"
+    for f in "$@"; do printf '# ---- %s\n' "${f}"; cat "${f}"; echo; done >"${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
+
+# train_pse EXP ROLE SIZE METHOD TRAIN_DIR VALID_DIR PREMIX [ARGS...]: one pse_train run.
+# ROLE picks ${train_conf_dir}/train_ROLE.yaml; METHOD conf/method/METHOD.yaml; PREMIX=true
+# adds the premixture bank (clean corpus speech), false keeps the speech as it is.
+train_pse() {
+    local exp=$1 role=$2 size=$3 method=$4 train=$5 valid=$6 premix=$7 schedule
+    shift 7
+    schedule=${train_conf_dir}/train_${role}.yaml
+    [ "${role}" = ssl ] && [ -n "${pse_config}" ] && schedule=${pse_config}
+    compose_config "${exp}/pse_config.yaml" "conf/model/${size}.yaml" "${schedule}" "conf/method/${method}.yaml"
+    local objective=(--ssl_objective_conf "inject_noise_scp=${PWD}/${datadir}/noise/inject_train/wav.scp")
+    [ "${premix}" = true ] && objective+=(--ssl_objective_conf "premix_noise_scp=${PWD}/${datadir}/noise/premix_train/wav.scp")
+    if [[ "${method}" == *_dp ]]; then
+        objective+=(--ssl_objective_conf "dp_predictor.config=${PWD}/${expdir}/snr_predictor/config.yaml"
+                    --ssl_objective_conf "dp_predictor.model_file=${PWD}/${expdir}/snr_predictor/${inference_model}")
+    fi
+    # shellcheck disable=SC2086  # pse_args is split into words on purpose
+    launch_train "${exp}" espnet2_pse.bin.pse_train --config "${exp}/pse_config.yaml" \
+        --train_data_path_and_name_and_type "${train}/spk1.scp,speech_ref1,sound" \
+        --train_shape_file "${train}/speech_shape" \
+        --valid_data_path_and_name_and_type "${valid}/wav.scp,speech_mix,sound" \
+        --valid_data_path_and_name_and_type "${valid}/spk1.scp,speech_ref1,sound" \
+        --valid_shape_file "${valid}/speech_shape" "${objective[@]}" "$@" ${pse_args}
+}
+
+# Whether the speaker's SSL pool is clean corpus speech (premixture added on the fly).
+needs_premix() {
+    ${python} -c "import sys, yaml; print('false' if yaml.safe_load(open(sys.argv[1])).get('premixed') else 'true')" \
+        "${dumpdir}/speakers/$1/meta.yaml"
+}
+
+stage_2_format() {
+    # shellcheck disable=SC2086
+    ${python} -m espnet2_pse.bin.format_data --data_root "${datadir}" --dump_root "${dumpdir}" \
+        --min_seconds 1.0 --fsl_durations ${fsl_durations}
+}
+
+stage_3_aux_models() {
+    if [[ " ${methods} " != *_dp* ]]; then
+        log "  no DP method among '${methods}': the SNR predictor is not needed"
+        return 0
+    fi
+    launch_train "${expdir}/snr_predictor" espnet2_pse.bin.snr_predictor_train \
+        --config "${train_conf_dir}/train_snr_predictor.yaml" \
+        --noise_scp "${PWD}/${datadir}/noise/premix_train/wav.scp" \
+        --train_data_path_and_name_and_type "${dumpdir}/generalist/train/spk1.scp,speech,sound" \
+        --train_shape_file "${dumpdir}/generalist/train/speech_shape" \
+        --valid_data_path_and_name_and_type "${dumpdir}/generalist/valid/spk1.scp,speech,sound" \
+        --valid_shape_file "${dumpdir}/generalist/valid/speech_shape"
+}
+
+stage_4_generalists() {
+    local size
+    for size in ${sizes}; do
+        train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
+            "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false
+    done
+}
+
+stage_5_ssl_specialists() {
+    local size method spk premix
+    for spk in $(target_speakers); do
+        premix=$(needs_premix "${spk}")
+        for size in ${sizes}; do
+            for method in ${methods}; do
+                train_pse "${expdir}/${method}_${size}/zsl/${spk}/model" ssl "${size}" "${method}" \
+                    "${dumpdir}/speakers/${spk}/pretrain" "${dumpdir}/speakers/${spk}/preval" "${premix}"
+            done
+        done
+    done
+}
+
+# Zero-shot model of METHOD (generalist or an SSL method) for SIZE and SPK.
+zsl_model_dir() {
+    if [ "$1" = generalist ]; then echo "${expdir}/generalist_$2/model"; else echo "${expdir}/$1_$2/zsl/$3/model"; fi
+}
+
+stage_6_few_shot() {
+    local size method spk d src
+    for spk in $(target_speakers); do
+        for size in ${sizes}; do
+            for method in generalist ${methods}; do
+                src=$(zsl_model_dir "${method}" "${size}" "${spk}")/${inference_model}
+                [ -f "${src}" ] || die "few-shot start point ${src} is missing: run stages 4-5 first"
+                for d in ${fsl_durations}; do
+                    train_pse "${expdir}/${method}_${size}/fsl_${d}s/${spk}/model" fsl "${size}" supervised \
+                        "${dumpdir}/speakers/${spk}/fsl_train_${d}s" "${dumpdir}/speakers/${spk}/fsl_val_${d}s" \
+                        false --init_param "${src}"
+                done
+            done
+        done
+    done
+}
+
+# Every (model, test set) pair of the grid as evaluate jobs: config model test_dir out_dir.
+evaluation_jobs() {
+    local size method spk d model test
+    for spk in $(target_speakers); do
+        test=${dumpdir}/speakers/${spk}/test
+        echo "- - ${test} ${expdir}/unprocessed/${spk}"
+        for size in ${sizes}; do
+            for method in generalist ${methods}; do
+                model=$(zsl_model_dir "${method}" "${size}" "${spk}")
+                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${expdir}/${method}_${size}/zsl/${spk}"
+                for d in ${fsl_durations}; do
+                    model=${expdir}/${method}_${size}/fsl_${d}s/${spk}/model
+                    echo "${model}/config.yaml ${model}/${inference_model} ${test} ${expdir}/${method}_${size}/fsl_${d}s/${spk}"
+                done
+            done
+        done
+    done
+}
+
+stage_7_score() {
+    local logdir=${expdir}/evaluate n
+    mkdir -p "${logdir}"
+    evaluation_jobs >"${logdir}/jobs.txt"
+    n=$(wc -l <"${logdir}/jobs.txt")
+    [ "${inference_nj}" -lt "${n}" ] || inference_nj=${n}
+    split -n "r/${inference_nj}" -d -a 3 --additional-suffix=.txt "${logdir}/jobs.txt" "${logdir}/jobs."
+    for n in $(seq 0 $((inference_nj - 1))); do mv "${logdir}/jobs.$(printf %03d "${n}").txt" "${logdir}/jobs.$((n + 1)).txt"; done
+    log "  enhancing and scoring $(wc -l <"${logdir}/jobs.txt") model/test-set pairs in ${inference_nj} job(s) (logs: ${logdir})"
+    local device=cpu
+    [ "${gpu_inference}" = true ] && device=cuda
+    ${decode_cmd} JOB=1:"${inference_nj}" "${logdir}/evaluate.JOB.log" \
+        ${python} -m espnet2_pse.bin.evaluate --jobs "${logdir}/jobs.JOB.txt" --device "${device}"
+    ${python} -m espnet2_pse.bin.make_results --exp_dir "${expdir}" --out "${expdir}/RESULTS.md"
+    log "  results: ${PWD}/${expdir}/RESULTS.md"
+}
+
+stage_8_pack_upload() {
+    local list=${expdir}/packed/models.txt line config model out
+    mkdir -p "${expdir}/packed"
+    evaluation_jobs | awk '$1 != "-" {print $1, $2, $4}' | while read -r config model out; do
+        echo "${config} ${model} ${expdir}/packed/$(echo "${out#"${expdir}"/}" | tr / -).zip"
+    done >"${list}"
+    local options=()
+    [ -f "${expdir}/RESULTS.md" ] && options=(--option "${expdir}/RESULTS.md")
+    ${python} -m espnet2_pse.bin.pack_models --list "${list}" "${options[@]}"
+    log "  packed models: ${PWD}/${expdir}/packed"
+    if [ "${skip_upload_hf}" = true ]; then
+        log "  Hugging Face upload skipped (give --skip_upload_hf false --hf_repo user/name to upload)"
+        return 0
+    fi
+    local packed=${upload_model:-$(awk '$3 !~ /generalist/ {print $3; exit}' "${list}")}
+    [ -f "${packed}" ] || packed=${expdir}/packed/${upload_model%.zip}.zip
+    [ -f "${packed}" ] || die "--upload_model: no packed model ${packed}"
+    local remote=()
+    [ -n "${hf_remote_url}" ] && remote=(--remote_url "${hf_remote_url}")
+    ${python} -m espnet2_pse.bin.hf_upload --packed_model "${packed}" --hf_repo "${hf_repo}" \
+        --results "${expdir}/RESULTS.md" "${remote[@]}"
+}
 
 main() {
     . utils/parse_options.sh
     [ $# -eq 0 ] || die "unexpected arguments: $* (options are written --name value; see --help)"
     # Set after the options are parsed, so they cannot be set from the command line.
     # current_stage is global: the exit trap reads it after set -e has unwound main.
-    local stages_done=() stages_skipped=() stages_not_implemented=() stage_result=""
+    local stages_done=() stages_skipped=() stage_result=""
     current_stage=""
     setup
     trap on_exit EXIT
@@ -271,11 +432,7 @@ main() {
     run_stage 8 "pack and upload" stage_8_pack_upload
 
     log "Finished stages ${stage}-${stop_stage} in $((SECONDS - t0)) s." \
-        "Done: ${stages_done[*]:-none}; skipped (already done): ${stages_skipped[*]:-none};" \
-        "not implemented: ${stages_not_implemented[*]:-none}"
-    if [ ${#stages_not_implemented[@]} -gt 0 ]; then
-        log "Stages not implemented: ${stages_not_implemented[*]}; their outputs were not produced."
-    fi
+        "Done: ${stages_done[*]:-none}; skipped (already done): ${stages_skipped[*]:-none}"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

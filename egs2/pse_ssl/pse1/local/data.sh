@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Stage 1 data preparation for pse1: builds data/ (corpus, speaker roles, per-speaker splits,
+# noise banks, fixed test/validation mixtures) and optionally adds a user's own recordings.
+# Rerunning with the same options does nothing (data/.done is written last).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+[ -f ./path.sh ] && . ./path.sh
+. ./db.sh
+
+# Options (each can be given as --name value).
+corpus=embedded          # embedded (offline, synthetic), librispeech (with FSD50K and MUSAN),
+                         # or user (base_corpus + the recordings of --user_noisy_dir)
+base_corpus=embedded     # with --corpus user: source of the noise banks and generalist speakers
+out=data                 # data root to create
+seed=0
+nj=2                     # parallel worker processes
+split_scale=             # scales the paper's 30/30/60/30 s splits (empty: 0.25 embedded, 1.0 librispeech)
+test_mixtures=           # 4 s test mixtures per target speaker (empty: 20 embedded, 100 librispeech)
+val_mixtures=            # mixtures per fixed validation set (empty: 16 embedded, 64 librispeech)
+num_speakers=16          # embedded corpus size knobs
+num_target=4
+num_validation=4
+minutes_per_speaker=1.75
+noise_files_per_family=6
+librispeech=${LIBRISPEECH}            # corpus roots (defaults from db.sh)
+fsd50k=${FSD50K}
+musan=${MUSAN}
+librispeech_subsets=train-clean-100   # comma-separated; add train-clean-360 for the full generalist set
+target_speakers=         # comma-separated LibriSpeech ids (empty: the paper's 20)
+validation_speakers=     # comma-separated LibriSpeech ids (empty: the paper's 20)
+download=false           # fetch missing corpora (needs the internet)
+download_dir=downloads
+user_noisy_dir=          # bring your own user: folder of one person's noisy recordings
+user_clean_dir=          # optional: a little clean speech of that person
+user_test_dir=           # optional: noisy/ and clean/ subfolders with matching file names
+user_name=user
+python=${python:-python3}
+
+help_message=$(cat <<EOM
+Usage: $0 [options]
+Prepares the data root for the pse1 recipe (stage 1).
+  --corpus embedded|librispeech|user   (default: ${corpus})
+  --out DIR                       (default: ${out})
+  --user_noisy_dir DIR [--user_clean_dir DIR] [--user_test_dir DIR] [--user_name NAME]
+  --librispeech DIR --fsd50k DIR --musan DIR   (defaults: LIBRISPEECH, FSD50K, MUSAN in db.sh)
+See the option list at the top of this script.
+EOM
+)
+
+. utils/parse_options.sh
+
+if [ $# -gt 0 ]; then
+    log "unexpected arguments: $*"
+    exit 1
+fi
+
+args=(--out "${out}" --corpus "${corpus}" --base_corpus "${base_corpus}" --seed "${seed}" --nj "${nj}"
+      --num_speakers "${num_speakers}" --num_target "${num_target}" --num_validation "${num_validation}"
+      --minutes_per_speaker "${minutes_per_speaker}" --noise_files_per_family "${noise_files_per_family}"
+      --librispeech_subsets "${librispeech_subsets}" --download "${download}" --download_dir "${download_dir}"
+      --user_name "${user_name}")
+for name in split_scale test_mixtures val_mixtures librispeech fsd50k musan target_speakers \
+            validation_speakers user_noisy_dir user_clean_dir user_test_dir; do
+    if [ -n "${!name}" ]; then
+        args+=("--${name}" "${!name}")
+    fi
+done
+
+log "preparing ${out} (corpus: ${corpus})"
+${python} -m espnet2_pse.bin.prepare_data "${args[@]}"
+log "data preparation finished: ${out}"

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+
+from espnet2_pse.losses.distances import (
+    distance,
+    frame_signal,
+    framewise_distance,
+    si_sdr,
+    weighted_frame_mean,
+)
+
+FRAME, HOP = 1024, 256
+
+
+def _signals(batch=3, length=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal((batch, length)) + 0.3  # non-zero mean on purpose
+    est = ref + 0.5 * rng.standard_normal((batch, length)) - 0.2
+    return est, ref
+
+
+def _np_snr(e, r):
+    e, r = e - e.mean(), r - r.mean()
+    return 10 * np.log10(np.sum(r**2) / np.sum((e - r) ** 2))
+
+
+def _np_sisdr(e, r):
+    e, r = e - e.mean(), r - r.mean()
+    t = np.dot(e, r) / np.dot(r, r) * r
+    return 10 * np.log10(np.sum(t**2) / np.sum((e - t) ** 2))
+
+
+def _np_frames(x):
+    x = np.pad(x - x.mean(), FRAME // 2, mode="reflect")
+    n = np.arange(FRAME)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME)  # periodic Hann
+    return [x[s : s + FRAME] * window for s in range(0, len(x) - FRAME + 1, HOP)]
+
+
+def _t(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", ["snr", "sisdr", "mse"])
+def test_distance_matches_numpy(name):
+    est, ref = _signals()
+    got = distance(name, _t(est), _t(ref)).numpy()
+    if name == "snr":
+        want = [-_np_snr(e, r) for e, r in zip(est, ref)]
+    elif name == "sisdr":
+        want = [-_np_sisdr(e, r) for e, r in zip(est, ref)]
+    else:
+        want = [np.mean((e - r) ** 2) for e, r in zip(est, ref)]
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_snr_ignores_mean_and_sisdr_ignores_scale():
+    est, ref = _signals()
+    base = distance("snr", _t(est), _t(ref))
+    shifted = distance("snr", _t(est + 5.0), _t(ref - 3.0))
+    torch.testing.assert_close(base, shifted)
+    scaled = distance("sisdr", _t(3.0 * est), _t(ref))
+    torch.testing.assert_close(distance("sisdr", _t(est), _t(ref)), scaled)
+    # SNR is not scale-invariant: a 3x estimate is a worse SNR estimate here.
+    assert torch.all(distance("snr", _t(3.0 * est), _t(ref)) > base)
+    torch.testing.assert_close(si_sdr(_t(est), _t(ref)), -distance("sisdr", _t(est), _t(ref)))
+
+
+def test_perfect_estimate_is_finite_and_very_low():
+    _, ref = _signals()
+    value = distance("snr", _t(ref), _t(ref))
+    assert torch.all(torch.isfinite(value)) and torch.all(value < -60)
+
+
+@pytest.mark.parametrize("length", [4000, 4096, 1000])
+@pytest.mark.parametrize("name", ["snr", "sisdr", "mse"])
+def test_framewise_matches_manual_loop(name, length):
+    est, ref = _signals(batch=2, length=length, seed=1)
+    got = framewise_distance(name, _t(est), _t(ref), FRAME, HOP).numpy()
+    assert got.shape == (2, length // HOP + 1)
+    for b in range(2):
+        want = []
+        for e, r in zip(_np_frames(est[b]), _np_frames(ref[b])):
+            if name == "snr":
+                want.append(-10 * np.log10(np.sum(r**2) / np.sum((e - r) ** 2)))
+            elif name == "sisdr":
+                t = np.dot(e, r) / np.dot(r, r) * r
+                want.append(-10 * np.log10(np.sum(t**2) / np.sum((e - t) ** 2)))
+            else:
+                want.append(np.sum((e - r) ** 2) / FRAME)
+        np.testing.assert_allclose(got[b], want, rtol=1e-6, atol=1e-6)
+
+
+def test_frame_signal_count_and_error():
+    x = torch.randn(2, 16000)
+    assert frame_signal(x).shape == (2, 16000 // 256 + 1, 1024)
+    with pytest.raises(ValueError, match="too short"):
+        frame_signal(torch.randn(1, 400))
+
+
+def test_inputs_not_modified():
+    est, ref = _signals()
+    est_t, ref_t = _t(est), _t(ref)
+    for name in ("snr", "sisdr", "mse"):
+        distance(name, est_t, ref_t)
+        framewise_distance(name, est_t, ref_t)
+    np.testing.assert_array_equal(est_t.numpy(), est)
+    np.testing.assert_array_equal(ref_t.numpy(), ref)
+
+
+def test_weighted_frame_mean_is_not_renormalised_and_detaches():
+    losses = torch.tensor([[1.0, 2.0, 3.0, 4.0]], requires_grad=True)
+    weights = torch.tensor([[1.0, 0.0, 0.5, 0.0]], requires_grad=True)
+    out = weighted_frame_mean(losses, weights)
+    # mean_t(w_t l_t) = (1 + 0 + 1.5 + 0) / 4, not divided by sum(w) = 1.5
+    assert out.item() == pytest.approx(2.5 / 4)
+    out.sum().backward()
+    assert weights.grad is None
+    torch.testing.assert_close(losses.grad, weights.detach() / 4)
+    assert weighted_frame_mean(losses, None).item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="same framing"):
+        weighted_frame_mean(losses, torch.ones(1, 3))
+
+
+def test_bad_arguments_are_named():
+    x = torch.randn(2, 2000)
+    with pytest.raises(ValueError, match="'sdr'"):
+        distance("sdr", x, x)
+    with pytest.raises(ValueError, match="same shape"):
+        framewise_distance("snr", x, x[:, :1500])
