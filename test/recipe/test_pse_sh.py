@@ -27,12 +27,12 @@ def test_run_sh_help_lists_corpus_and_stage_options(recipe):
     assert data_calls(recipe) == []  # help runs nothing
 
 
-def test_stage_range_runs_only_selected_stages_and_says_what_is_missing(recipe):
+def test_stage_range_starts_at_stage_and_stops_on_missing_inputs(recipe):
     res = bash("./pse.sh --stage 2 --stop-stage 3", cwd=recipe)
-    assert res.returncode == 0, res.stderr
-    assert started_stages(res) == [2, 3]
-    assert "stage 2 (format / filter / collect stats): not implemented yet" in res.stderr
-    assert "not implemented: 2 3" in res.stderr
+    assert res.returncode != 0
+    assert started_stages(res) == [2]  # stage 1 not run, stage 3 never reached
+    assert "data/roles.yaml not found: run stage 1 first" in res.stderr
+    assert "Stage 2 (format / filter / collect stats): FAILED" in res.stderr
     assert data_calls(recipe) == []
 
 

@@ -29,6 +29,8 @@ die() {
     log "ERROR: $*"
     exit 1
 }
+# shellcheck source=utils/pse_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/utils/pse_lib.sh"
 
 # --------------------------------------------------------------------------------------------
 # Options (every variable below is an option: --stop_stage 3 or --stop-stage 3 sets stop_stage)
@@ -39,8 +41,9 @@ python=python3         # python command (several words allowed, e.g. "coverage r
 cmd_backend=local      # job runner: local (utils/run.pl) or slurm (utils/slurm.pl, conf/slurm.conf)
 ngpu=0                 # GPUs per node for training (0: CPU)
 num_nodes=1            # nodes for training (> 1 needs --cmd_backend slurm)
-nj=4                   # parallel jobs for data and statistics stages
-inference_nj=4         # parallel jobs for inference
+nj=2                   # parallel jobs for data and statistics stages
+train_nj=2             # trainings run at once (on CPU each uses one core)
+inference_nj=2         # parallel jobs for inference
 gpu_inference=false    # run inference on GPU
 dumpdir=dump           # formatted data
 expdir=exp             # models, logs, scores and done markers
@@ -79,6 +82,7 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --ngpu N              GPUs per node for training; 0 trains on CPU (default: ${ngpu})
   --num_nodes N         training nodes; > 1 needs --cmd_backend slurm (default: ${num_nodes})
   --nj N                parallel jobs for data/statistics (default: ${nj})
+  --train_nj N          trainings run at once; on CPU each uses one core (default: ${train_nj})
   --inference_nj N      parallel jobs for inference (default: ${inference_nj})
   --gpu_inference BOOL  inference on GPU (default: ${gpu_inference})
   --dumpdir DIR         formatted data (default: ${dumpdir})
@@ -109,51 +113,6 @@ readonly help_message
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-# stage_done NAME [SIGNATURE]: succeeds when step NAME finished with the same SIGNATURE (the
-# options it ran with), so changing those options redoes the step instead of skipping it.
-stage_done() {
-    local f="${expdir}/done_markers/$1"
-    [ -f "${f}" ] && [ "$(cat "${f}")" = "${2:-}" ]
-}
-
-# mark_done NAME [SIGNATURE]: records that step NAME finished (written atomically).
-mark_done() {
-    local f="${expdir}/done_markers/$1"
-    mkdir -p "$(dirname "${f}")"
-    printf '%s\n' "${2:-}" >"${f}.tmp"
-    mv "${f}.tmp" "${f}"
-}
-
-# launch_train EXP_DIR TRAIN_MODULE [ARGS...]
-# Trains one model through espnet2.bin.launch: run.pl on this machine (DDP over --ngpu GPUs),
-# or slurm.pl + srun across --num_nodes nodes. Skips when EXP_DIR/.done exists. Without it
-# the run (re)starts with --resume true, so a killed training continues from its checkpoint.
-# Call it as a plain command (not inside `if` or `||`) so that a failure stops pse.sh.
-launch_train() {
-    local exp=$1 module=$2
-    shift 2
-    if [ -f "${exp}/.done" ]; then
-        log "  ${exp}: already trained (${exp}/.done exists); skipping"
-        return 0
-    fi
-    mkdir -p "${exp}"
-    log "  training ${exp} with ${module} (log: ${exp}/train.log)"
-    # shellcheck disable=SC2086  # ${python} and ${cuda_cmd} may hold several words
-    ${python} -m espnet2.bin.launch \
-        --cmd "${cuda_cmd} --name $(basename "${exp}")" \
-        --log "${exp}/train.log" \
-        --ngpu "${ngpu}" \
-        --num_nodes "${num_nodes}" \
-        --init_file_prefix "${exp}/.dist_init_" \
-        --multiprocessing_distributed true -- \
-        ${python} -m "${module}" \
-        --ngpu "${ngpu}" \
-        --resume true \
-        --output_dir "${exp}" \
-        "$@"
-    touch "${exp}/.done"
-}
-
 # Checks the options and sets up the environment (path.sh, cmd.sh).
 setup() {
     local name value
@@ -164,11 +123,11 @@ setup() {
             || die "--${name} must be between 1 and ${last_stage}, got '${value}'"
     done
     [ "${stage}" -le "${stop_stage}" ] || die "--stage ${stage} is after --stop_stage ${stop_stage}: nothing to run"
-    for name in ngpu num_nodes nj inference_nj; do
+    for name in ngpu num_nodes nj train_nj inference_nj; do
         value=${!name}
         [[ "${value}" =~ ^[0-9]+$ ]] || die "--${name} must be a non-negative integer, got '${value}'"
     done
-    for name in num_nodes nj inference_nj; do
+    for name in num_nodes nj train_nj inference_nj; do
         [ "${!name}" -ge 1 ] || die "--${name} must be at least 1"
     done
     for value in ${sizes}; do
@@ -246,18 +205,6 @@ target_speakers() {
         "${dumpdir}/roles.yaml"
 }
 
-# compose_config OUT FILE...: one ESPnet config from parts with disjoint top-level keys
-# (model size, training schedule, method), so each part stays one YAML edit away.
-compose_config() {
-    local out=$1 dup
-    shift
-    dup=$(grep -hoE '^[A-Za-z_0-9]+:' "$@" | sort | uniq -d | tr '\n' ' ')
-    [ -z "${dup}" ] || die "config parts $* repeat top-level keys: ${dup}"
-    mkdir -p "$(dirname "${out}")"
-    for f in "$@"; do printf '# ---- %s\n' "${f}"; cat "${f}"; echo; done >"${out}.tmp"
-    mv "${out}.tmp" "${out}"
-}
-
 # train_pse EXP ROLE SIZE METHOD TRAIN_DIR VALID_DIR PREMIX [ARGS...]: one pse_train run.
 # ROLE picks ${train_conf_dir}/train_ROLE.yaml; METHOD conf/method/METHOD.yaml; PREMIX=true
 # adds the premixture bank (clean corpus speech), false keeps the speech as it is.
@@ -311,9 +258,10 @@ stage_3_aux_models() {
 stage_4_generalists() {
     local size
     for size in ${sizes}; do
-        train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
+        pool_run train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
             "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false
     done
+    pool_wait
 }
 
 stage_5_ssl_specialists() {
@@ -322,11 +270,12 @@ stage_5_ssl_specialists() {
         premix=$(needs_premix "${spk}")
         for size in ${sizes}; do
             for method in ${methods}; do
-                train_pse "${expdir}/${method}_${size}/zsl/${spk}/model" ssl "${size}" "${method}" \
+                pool_run train_pse "${expdir}/${method}_${size}/zsl/${spk}/model" ssl "${size}" "${method}" \
                     "${dumpdir}/speakers/${spk}/pretrain" "${dumpdir}/speakers/${spk}/preval" "${premix}"
             done
         done
     done
+    pool_wait
 }
 
 # Zero-shot model of METHOD (generalist or an SSL method) for SIZE and SPK.
@@ -342,13 +291,14 @@ stage_6_few_shot() {
                 src=$(zsl_model_dir "${method}" "${size}" "${spk}")/${inference_model}
                 [ -f "${src}" ] || die "few-shot start point ${src} is missing: run stages 4-5 first"
                 for d in ${fsl_durations}; do
-                    train_pse "${expdir}/${method}_${size}/fsl_${d}s/${spk}/model" fsl "${size}" supervised \
+                    pool_run train_pse "${expdir}/${method}_${size}/fsl_${d}s/${spk}/model" fsl "${size}" supervised \
                         "${dumpdir}/speakers/${spk}/fsl_train_${d}s" "${dumpdir}/speakers/${spk}/fsl_val_${d}s" \
                         false --init_param "${src}"
                 done
             done
         done
     done
+    pool_wait
 }
 
 # Every (model, test set) pair of the grid as evaluate jobs: config model test_dir out_dir.
@@ -390,8 +340,11 @@ stage_7_score() {
 stage_8_pack_upload() {
     local list=${expdir}/packed/models.txt line config model out
     mkdir -p "${expdir}/packed"
-    evaluation_jobs | awk '$1 != "-" {print $1, $2, $4}' | while read -r config model out; do
-        echo "${config} ${model} ${expdir}/packed/$(echo "${out#"${expdir}"/}" | tr / -).zip"
+    # One zip per model dir (the generalist serves every speaker), named after its path.
+    evaluation_jobs | awk '$1 != "-" && !seen[$2]++ {print $1, $2}' | while read -r config model; do
+        out=$(dirname "${model}")
+        out=${out#"${expdir}"/}
+        echo "${config} ${model} ${expdir}/packed/$(echo "${out%/model}" | tr / -).zip"
     done >"${list}"
     local options=()
     [ -f "${expdir}/RESULTS.md" ] && options=(--option "${expdir}/RESULTS.md")
