@@ -31,6 +31,8 @@ setup(
         "console_scripts": [
             "pse-train=espnet2_pse.bin.pse_train:main",
             "pse-inference=espnet2_pse.bin.pse_inference:main",
+            "pse-enhance=espnet2_pse.bin.enhance:main",
+            "pse-personalize=espnet2_pse.bin.personalize:main",
         ]
     },
     classifiers=[

@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 from typing import List, Tuple
 
-import numpy as np
 import soundfile
-import torch
 
 import espnet2_pse  # noqa: F401  (registers our classes before models are built)
 from espnet2.bin.enh_inference import SeparateSpeech
 from espnet2_pse.bin.score import score
 from espnet2_pse.data.kaldi_dir import read_table, write_table
+from espnet2_pse.inference.chunked import ChunkedEnhancer
 
 Job = Tuple[str, str, Path, Path]
 
@@ -41,15 +40,12 @@ def read_jobs(path: Path) -> List[Job]:
     return jobs
 
 
-def enhance_peak_normalized(separate: SeparateSpeech, mixture: np.ndarray, fs: int) -> np.ndarray:
-    """Enhance a (T,) mixture the way training saw inputs: scaled to peak 1, then scaled back."""
-    peak = float(np.abs(mixture).max()) + 1e-8
-    enhanced = separate(mixture[None, :] / peak, fs=fs)[0][0]
-    return enhanced * peak
-
-
 def enhance_dir(separate: SeparateSpeech, test_dir: Path, out: Path) -> Path:
-    """Enhance ``test_dir/wav.scp`` into ``out`` (wav/ + spk1.scp); returns the scp."""
+    """Enhance ``test_dir/wav.scp`` into ``out`` (wav/ + spk1.scp); returns the scp.
+
+    The same enhancement code as ``espnet2_pse.bin.enhance``, on whole signals.
+    """
+    enhancer = ChunkedEnhancer(separate, chunk_seconds=None)
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -57,8 +53,7 @@ def enhance_dir(separate: SeparateSpeech, test_dir: Path, out: Path) -> Path:
         mixture, fs = soundfile.read(path, dtype="float32")
         if mixture.ndim != 1:
             raise ValueError(f"{path} ({key}): expected mono test audio, got shape {mixture.shape}")
-        with torch.no_grad():
-            enhanced = enhance_peak_normalized(separate, mixture, fs)
+        enhanced = enhancer.enhance_array(mixture, fs)
         target = wav_dir / f"{key}.wav"
         soundfile.write(target.with_suffix(".tmp.wav"), enhanced, fs)
         target.with_suffix(".tmp.wav").rename(target)

@@ -82,5 +82,6 @@ class NoiseBank:
             clip_len = int(self._lengths[i])
             offset = int(torch.randint(clip_len, (1,), generator=generator))
             clip = self._audio[i] if self._audio is not None else self._read(self._paths[i])
-            crops[row] = np.resize(np.roll(clip, -offset), length)
+            # Index only the crop (wrapping around the clip), not a rolled copy of the clip.
+            crops[row] = clip[(offset + np.arange(length)) % clip_len]
         return torch.from_numpy(crops)

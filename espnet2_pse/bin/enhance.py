@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Enhance audio files with a trained model: ``python -m espnet2_pse.bin.enhance``.
+
+Examples:
+    # a personalized model (personalize output) on a folder tree and two files
+    python -m espnet2_pse.bin.enhance --model me.zip recordings/ a.flac b.ogg --out_dir enhanced/
+    # a Kaldi-style list (one "key path" per line): writes enhanced/<key>.wav
+    python -m espnet2_pse.bin.enhance --model exp/zsl wav.scp --out_dir enhanced/
+    # a speaker-conditioned model with enrollment audio of the target speaker
+    python -m espnet2_pse.bin.enhance --model pse_generalist.zip --enroll me.wav noisy.wav --out_dir out/
+
+Inputs are files, folders (searched recursively for .wav/.flac/.ogg) and ``.scp`` lists. Any
+sample rate and channel count is accepted; the output is ONE channel (the channels are
+averaged before enhancement), at the input's sample rate, with the input's length. A folder's
+files keep their path relative to that folder under ``--out_dir``; a file given directly is
+written as ``--out_dir/<its name>``; an scp entry as ``--out_dir/<key>.wav``. Long files are
+processed in overlapping chunks (``--chunk_seconds``, ``--overlap_seconds``), read and written
+incrementally, so memory does not grow with the file length.
+
+Outputs never replace inputs: the run stops if ``--out_dir`` is an input folder or inside
+one, and a file whose output would be an input file is refused. A file that fails (corrupt,
+empty, NaN samples, ...) is reported on one line and the others are still processed; the exit
+status is 1 if any file failed, 2 for a usage error (model or enrollment not loadable).
+"""
+
+import argparse
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from espnet2_pse.data.audio import AudioError, load_audio
+from espnet2_pse.inference.chunked import ChunkedEnhancer
+from espnet2_pse.inference.model_loading import ModelNotFoundError, load_separate_speech
+
+INPUT_SUFFIXES = (".wav", ".flac", ".ogg")
+DEFAULT_FS = 16000
+# scp keys become file names: no separators, no hidden or parent names.
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
+
+
+@dataclass
+class Job:
+    """One input file and its output path relative to ``--out_dir``."""
+
+    src: Path
+    rel: Path
+
+
+def _audio_files(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+
+
+def _scp_jobs(scp: Path, failures: List[Tuple[str, str]]) -> List[Job]:
+    jobs = []
+    for lineno, line in enumerate(scp.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        where = f"{scp}:{lineno}"
+        if len(parts) != 2:
+            failures.append((where, f"expected 'key path', got {line.strip()!r}"))
+        elif parts[1].rstrip().endswith("|"):
+            failures.append((where, f"key {parts[0]}: pipes are not supported; give a file path"))
+        elif not _SAFE_KEY.match(parts[0]):
+            failures.append((where, f"key {parts[0]!r} cannot be a file name (use letters, digits, _.@+-)"))
+        else:
+            src = Path(parts[1].strip())
+            jobs.append(Job(src if src.is_absolute() else scp.parent / src, Path(f"{parts[0]}.wav")))
+    return jobs
+
+
+def collect_jobs(inputs: List[str]) -> Tuple[List[Job], List[Tuple[str, str]]]:
+    """Expand files, folders and scp lists into jobs; problems come back as (what, reason)."""
+    jobs: List[Job] = []
+    failures: List[Tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = _audio_files(path)
+            if not found:
+                failures.append((item, f"folder holds no {'/'.join(INPUT_SUFFIXES)} files"))
+            jobs += [Job(f, f.relative_to(path)) for f in found]
+        elif path.is_file() and path.suffix == ".scp":
+            jobs += _scp_jobs(path, failures)
+        elif path.is_file():
+            jobs.append(Job(path, Path(path.name)))
+        else:
+            failures.append((item, "no such file or directory"))
+    return jobs, failures
+
+
+def check_out_dir(out_dir: Path, inputs: List[str]) -> None:
+    """Refuse an output folder that is an input folder or lies inside one."""
+    out = out_dir.resolve()
+    for item in inputs:
+        path = Path(item).resolve()
+        if path.is_dir() and (out == path or path in out.parents):
+            raise ValueError(
+                f"--out_dir {out_dir} is {'the' if out == path else 'inside the'} input folder {item}: "
+                "outputs could replace inputs or be read as inputs next time; choose another folder"
+            )
+
+
+def plan_outputs(jobs: List[Job], out_dir: Path, failures: List[Tuple[str, str]]) -> List[Tuple[Job, Path]]:
+    """Output path per job; drops (and reports) jobs writing onto an input or a taken name."""
+    inputs = {job.src.resolve() for job in jobs}
+    taken = {}
+    planned = []
+    for job in jobs:
+        dst = out_dir / job.rel
+        key = dst.resolve()
+        if key in inputs:
+            failures.append((str(job.src), f"output {dst} would overwrite an input file"))
+        elif key in taken:
+            failures.append((str(job.src), f"output {dst} is already written from {taken[key]}"))
+        else:
+            taken[key] = job.src
+            planned.append((job, dst))
+    return planned
+
+
+def load_enroll(path: str, fs: int) -> np.ndarray:
+    """(T,) enrollment audio at ``fs``, or a (D,) embedding from a .npy file."""
+    if path.endswith(".npy"):
+        return np.load(path).astype(np.float32).reshape(-1)
+    return load_audio(path, sample_rate=fs)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Enhance audio files, folders (recursive) or wav.scp lists with a trained model. "
+        "Output: mono, at each input's sample rate and length.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files, folders, or .scp lists")
+    p.add_argument("--out_dir", required=True, help="output folder (never an input folder)")
+    p.add_argument("--model", required=True,
+                   help="packed .zip, model dir (config.yaml + .pth, or an unpacked pack), "
+                   ".pth next to its config.yaml, or a Hugging Face id owner/name[@revision]")
+    p.add_argument("--enroll", default=None,
+                   help="speaker-conditioned models: enrollment audio of the target speaker (any rate), "
+                   "or a .npy speaker embedding; passed to the separator as enroll_ref1")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--chunk_seconds", type=float, default=8.0,
+                   help="chunk length in seconds; 0 processes every file in one piece (memory grows with length)")
+    p.add_argument("--overlap_seconds", type=float, default=1.0, help="cross-fade between chunks, in seconds")
+    p.add_argument("--model_fs", type=int, default=DEFAULT_FS, help="sample rate of the model in Hz")
+    p.add_argument("--cache_dir", default=None, help="download cache for Hugging Face models")
+    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads; unset: torch's choice")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(cmd: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    out_dir = Path(args.out_dir)
+    try:
+        check_out_dir(out_dir, args.inputs)
+    except ValueError as err:
+        logging.error("%s", err)
+        return 2
+    try:
+        separate_speech = load_separate_speech(args.model, args.device, args.cache_dir)
+    except ModelNotFoundError as err:
+        logging.error("%s", err)
+        return 2
+    except Exception as err:  # bad YAML, unknown class names, mismatched weights, ...
+        logging.error("cannot load model %s: %s: %s", args.model, type(err).__name__, err)
+        return 2
+    try:
+        enroll = load_enroll(args.enroll, args.model_fs) if args.enroll else None
+        enhancer = ChunkedEnhancer(
+            separate_speech, args.model_fs, args.chunk_seconds or None, args.overlap_seconds, enroll
+        )
+    except (ValueError, OSError) as err:
+        logging.error("%s", err)
+        return 2
+    if enhancer.model.num_spk != 1:
+        logging.warning("the model has %d outputs; writing the first one", enhancer.model.num_spk)
+
+    jobs, failures = collect_jobs(args.inputs)
+    planned = plan_outputs(jobs, out_dir, failures)
+    for what, reason in failures:
+        tqdm.write(f"FAILED {what}: {reason}", file=sys.stderr)
+    refused, done = len(failures), 0
+    with tqdm(planned, unit="file", desc="enhance", disable=args.quiet, file=sys.stderr) as files_bar:
+        for job, dst in files_bar:
+            files_bar.set_postfix_str(job.rel.as_posix()[-40:])
+            chunks_bar = None
+
+            def on_chunk(i: int, total: int) -> None:
+                nonlocal chunks_bar
+                if chunks_bar is None and total > 1 and not args.quiet:
+                    chunks_bar = tqdm(total=total, unit="chunk", leave=False, file=sys.stderr)
+                if chunks_bar is not None:
+                    chunks_bar.update(i - chunks_bar.n)
+
+            try:
+                result = enhancer.enhance_file(job.src, dst, on_chunk)
+                done += 1
+                if result.clipped:
+                    logging.warning("%s: %d output samples clipped to [-1, 1]", dst, result.clipped)
+            except Exception as err:  # one bad file must not stop the others
+                reason = err.reason if isinstance(err, AudioError) else f"{type(err).__name__}: {err}"
+                tqdm.write(f"FAILED {job.src}: {reason}", file=sys.stderr)
+                failures.append((str(job.src), reason))
+            finally:
+                if chunks_bar is not None:
+                    chunks_bar.close()
+    logging.info("enhanced %d file(s) into %s; %d failed", done, out_dir, len(failures))
+    if failures:
+        logging.error("failed (%d of %d):\n%s", len(failures), len(planned) + refused,
+                      "\n".join(f"  {what}: {reason}" for what, reason in failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Personalize a speech enhancement model to one voice: ``python -m espnet2_pse.bin.personalize``.
+
+Examples:
+    # zero-shot: only the person's own noisy recordings (any rate, mono/stereo, wav/flac)
+    python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --out me.zip
+    # plus a few seconds of clean speech (few-shot), starting from a packed generalist
+    python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --clean_dir my_clean/ \\
+        --base generalist.zip --out me.zip
+    # then
+    python -m espnet2_pse.bin.enhance --model me.zip noisy_files/ --out_dir enhanced/
+
+Steps (each leaves a done marker under --work_dir; rerunning skips finished steps, and a
+killed training resumes from its last epoch through ESPnet's ``--resume true``):
+  1. data: the recipe's stage-1 code (``espnet2_pse.bin.prepare_data``, as ``local/data.sh
+     --user_noisy_dir`` runs it) builds the noise banks (the embedded synthetic corpus unless
+     --data_root points at a prepared one) and data/speakers/<user>/{pretrain,preval,...}.
+  2. zsl: self-supervised training (PseudoSE by default, or Contrastive Mixtures; optional DP
+     weighting) through ``PSETask``: the recordings are the pseudo-targets, the injection bank
+     the added noise. The checkpoint with the best loss on the preval pseudo-mixtures (the
+     user's held-out recordings + noise; no clean speech) is kept.
+  3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech (PseudoSE without
+     premixture), lr 1e-4, checkpoint chosen on the fsl_val mixtures.
+  4. pack: ``espnet2.bin.pack enh`` writes --out, which ``enhance`` and
+     ``SeparateSpeech.from_pretrained`` (after ``import espnet2_pse``) load.
+Each epoch logs "epoch k/N, elapsed, ETA". The defaults train a small model in a few minutes
+on a 2-core CPU; --model_size, --max_epoch and --segments_per_epoch scale it up.
+"""
+
+import argparse
+import contextlib
+import copy
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import yaml
+from espnet2.train.trainer import Trainer
+
+from espnet2_pse.inference.model_loading import resolve_model
+from espnet2_pse.tasks.pse import PSETask
+
+SAMPLE_RATE = 16000
+# Default data root: a small embedded corpus, only needed for its noise banks.
+DEFAULT_DATA_OPTS = "--num_speakers 3 --num_target 1 --num_validation 1 --minutes_per_speaker 1.0"
+# Keys of a training config that define the network (taken from --base when given).
+MODEL_KEYS = ("encoder", "encoder_conf", "separator", "separator_conf", "decoder", "decoder_conf",
+              "mask_module", "mask_module_conf", "model_conf")
+# --model_size: "cpu" is small enough for a laptop CPU; the others are the paper's sizes.
+# Its 2 ms encoder hop (stride 16 at 16 kHz) halves the frames of the paper's stride 8.
+_CPU_MODEL = {
+    "encoder": "conv", "encoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
+    "decoder": "conv", "decoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
+    "separator": "conv_tasnet_skip",
+    "separator_conf": {"layer": 6, "stack": 1, "bottleneck_dim": 16, "hidden_dim": 32, "skip_dim": 16},
+}
+MODEL_SIZES = ("cpu", "tiny", "small", "medium", "large")
+
+
+def model_section(size: str) -> Dict:
+    if size == "cpu":
+        return copy.deepcopy(_CPU_MODEL)
+    conv = {"channel": 512, "kernel_size": 16, "stride": 8}
+    return {"encoder": "conv", "encoder_conf": dict(conv), "decoder": "conv", "decoder_conf": dict(conv),
+            "separator": "conv_tasnet_skip", "separator_conf": {"preset": size}}
+
+
+class _ProgressTrainer(Trainer):
+    """ESPnet's trainer plus one "epoch k/N, elapsed, ETA" line per finished epoch."""
+
+    label = "train"
+    _start = 0.0
+    _first_epoch: Optional[int] = None
+
+    @classmethod
+    def run(cls, *args, **kwargs):
+        cls._start, cls._first_epoch = time.perf_counter(), None
+        return super().run(*args, **kwargs)
+
+    @classmethod
+    def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option):
+        result = super().validate_one_epoch(model, iterator, reporter, options, distributed_option)
+        epoch = reporter.epoch
+        if cls._first_epoch is None:
+            cls._first_epoch = epoch  # a resumed run starts later: time only this process's epochs
+        done = epoch - cls._first_epoch + 1
+        elapsed = time.perf_counter() - cls._start
+        eta = elapsed / done * (options.max_epoch - epoch)
+        logging.info("personalize %s: epoch %d/%d, elapsed %.0f s, ETA %.0f s",
+                     cls.label, epoch, options.max_epoch, elapsed, eta)
+        return result
+
+
+class _PersonalizeTask(PSETask):
+    """PSETask with the progress trainer; configs and checkpoints are PSETask's."""
+
+    trainer = _ProgressTrainer
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Personalize a speech enhancement model from one person's noisy recordings "
+        "(self-supervised), optionally fine-tuned on a little clean speech; writes a packed zip.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--noisy_dir", required=True, help="folder of the person's own noisy recordings")
+    p.add_argument("--out", required=True, help="packed model to write (.zip)")
+    p.add_argument("--clean_dir", default="", help="optional folder of clean speech of the person (few-shot)")
+    p.add_argument("--user_name", default="user", help="speaker id of the person in the data root")
+    p.add_argument("--work_dir", default=None,
+                   help="data, experiments and done markers; unset: <out without .zip>_work")
+    g = p.add_argument_group("data (the recipe's stage 1)")
+    g.add_argument("--data_root", default=None,
+                   help="data root with noise banks (the recipe's data/); built as an embedded corpus when "
+                   "missing; unset: <work_dir>/data")
+    g.add_argument("--data_opts", default=DEFAULT_DATA_OPTS,
+                   help="options for espnet2_pse.bin.prepare_data; they must match how an existing --data_root "
+                   "was built (\"\" for prepare_data's own defaults)")
+    g.add_argument("--nj", type=int, default=1, help="worker processes for data preparation")
+    g = p.add_argument_group("self-supervised training")
+    g.add_argument("--method", choices=("pseudo_se", "contrastive_mixtures"), default="pseudo_se",
+                   help="self-supervised objective (add DP with the --dp_predictor_* options)")
+    g.add_argument("--base", default=None, help="start from this model (zip, dir or HF id); its architecture is kept")
+    g.add_argument("--model_size", choices=MODEL_SIZES, default="cpu", help="network when no --base is given")
+    g.add_argument("--config", default=None,
+                   help="YAML of ESPnet training options overriding the defaults (--max_epoch and --lr still win)")
+    g.add_argument("--inject_noise_scp", default=None,
+                   help="injection noise wav.scp (16 kHz); unset: the data root's noise/inject_train")
+    g.add_argument("--dp_predictor_config", default=None, help="DP: config.yaml of a trained SNR predictor")
+    g.add_argument("--dp_predictor_model", default=None, help="DP: its model file")
+    g.add_argument("--max_epoch", type=int, default=10, help="epochs of the self-supervised training")
+    g.add_argument("--segments_per_epoch", type=int, default=20,
+                   help="recording segments (<= 8 s) per epoch; each gives about 2 crops per second (50%% overlap)")
+    g.add_argument("--batch_size", type=int, default=8, help="chunks per batch")
+    g.add_argument("--chunk_seconds", type=float, default=1.0, help="training crop length in seconds")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the paper's)")
+    g = p.add_argument_group("few-shot fine-tuning (with --clean_dir)")
+    g.add_argument("--fsl_max_epoch", type=int, default=3, help="epochs of the fine-tuning")
+    g.add_argument("--fsl_lr", type=float, default=1e-4, help="Adam learning rate of the fine-tuning")
+    g = p.add_argument_group("run")
+    g.add_argument("--ngpu", type=int, default=0, help="GPUs for training (0: CPU)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data preparation and the training")
+    g.add_argument("--train_args", default="", help="extra options for every training run, e.g. '--num_workers 2'")
+    return p
+
+
+def prepare_data(args, data_root: Path) -> Path:
+    """The recipe's stage 1 with the user's folders; returns speakers/<user>."""
+    from espnet2_pse.bin import prepare_data as stage1
+
+    cmd = ["--out", str(data_root), "--nj", str(args.nj), *shlex.split(args.data_opts),
+           "--user_name", args.user_name, "--user_noisy_dir", str(Path(args.noisy_dir).absolute())]
+    if args.clean_dir:
+        cmd += ["--user_clean_dir", str(Path(args.clean_dir).absolute())]
+    threads = torch.get_num_threads()
+    logging.info("personalize data: prepare_data %s", " ".join(cmd))
+    try:
+        stage1.main(cmd)
+    finally:
+        torch.set_num_threads(threads)  # stage 1 runs single-threaded; training should not
+    return data_root / "speakers" / args.user_name
+
+
+def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr: float, max_epoch: int,
+                    dp: bool) -> Dict:
+    """ESPnet training options: defaults, then --config, then this step's lr and epochs."""
+    distance = {"distance": "snr", "segmental": True} if dp else {"distance": "snr"}
+    config = {
+        **model,
+        "criterions": [{"name": "pse_distance", "conf": distance,
+                        "wrapper": "dp_fixed_order" if dp else "fixed_order", "wrapper_conf": {"weight": 1.0}}],
+        "iterator_type": "chunk",
+        "chunk_length": int(round(args.chunk_seconds * SAMPLE_RATE)),
+        "batch_type": "unsorted",
+        "batch_size": args.batch_size,
+        # ESPnet's chunk iterator counts utterances (here: segments) in num_iters_per_epoch.
+        "num_iters_per_epoch": args.segments_per_epoch,
+        "optim": "adam",
+        "best_model_criterion": [["valid", "loss", "min"]],
+        "keep_nbest_models": 1,
+        "num_workers": 0,
+        "seed": args.seed,
+        "use_tensorboard": False,
+        "use_matplotlib": False,
+        "ssl_objective": objective,
+        "ssl_objective_conf": objective_conf,
+    }
+    if args.config:
+        overrides = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        if args.base and set(overrides) & set(MODEL_KEYS):
+            raise ValueError(f"--config {args.config} sets {sorted(set(overrides) & set(MODEL_KEYS))}, "
+                             "but the network comes from --base; drop those keys or --base")
+        config.update(overrides)
+    config["max_epoch"] = max_epoch
+    config["optim_conf"] = {**(config.get("optim_conf") or {}), "lr": lr}
+    return config
+
+
+def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
+          init_param: Optional[Path]) -> Path:
+    """Train (or resume, or skip when done) one model; returns its selected checkpoint."""
+    best = exp / "valid.loss.best.pth"
+    settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
+                "init_param": str(init_param) if init_param else None, "train_args": args.train_args}
+    record = exp / "personalize_settings.yaml"
+    if record.is_file():
+        old = yaml.safe_load(record.read_text(encoding="utf-8"))
+        if old != settings:
+            raise ValueError(f"{exp} was trained with other settings; use another --work_dir or remove {exp}")
+        if (exp / ".done").is_file() and best.exists():
+            logging.info("personalize %s: already trained (%s); skipping", name, exp)
+            return best
+        logging.info("personalize %s: resuming the interrupted training in %s", name, exp)
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    tmp = record.with_name(f".{record.name}.tmp")
+    tmp.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, record)
+    cmd = [
+        "--config", str(exp / "train_config.yaml"), "--output_dir", str(exp), "--resume", "true",
+        "--ngpu", str(args.ngpu),
+        "--train_data_path_and_name_and_type", f"{train_dir}/spk1.scp,speech_ref1,sound",
+        "--train_shape_file", f"{train_dir}/spk1.scp",
+        "--valid_data_path_and_name_and_type", f"{valid_dir}/wav.scp,speech_mix,sound",
+        "--valid_data_path_and_name_and_type", f"{valid_dir}/spk1.scp,speech_ref1,sound",
+        "--valid_shape_file", f"{valid_dir}/wav.scp",
+    ]
+    if init_param is not None:
+        cmd += ["--init_param", str(init_param)]
+    cmd += shlex.split(args.train_args)
+    logging.info("personalize %s: training %d epoch(s) in %s", name, config["max_epoch"], exp)
+    _ProgressTrainer.label = name
+    _PersonalizeTask.main(cmd=cmd)
+    if not best.exists():
+        raise RuntimeError(f"{exp}: training ended without {best.name}; see the log above")
+    (exp / ".done").touch()
+    return best
+
+
+def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:
+    """``espnet2.bin.pack enh`` into ``out`` via a temporary name.
+
+    Runs from the work dir, so the archive holds exp/... paths rather than absolute ones.
+    """
+    from espnet2.bin import pack as espnet_pack
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.zip")
+    try:
+        with contextlib.chdir(work):
+            espnet_pack.main(["enh", "--train_config", str(config), "--model_file", str(model_file),
+                              "--option", str(summary), "--outpath", str(tmp)])
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def personalize(args) -> Path:
+    out = Path(args.out).absolute()
+    if out.suffix != ".zip":
+        raise ValueError(f"--out {args.out}: the packed model must be a .zip file")
+    if bool(args.dp_predictor_config) != bool(args.dp_predictor_model):
+        raise ValueError("DP needs both --dp_predictor_config and --dp_predictor_model")
+    for name in ("noisy_dir", "clean_dir"):
+        if getattr(args, name) and not Path(getattr(args, name)).is_dir():
+            raise FileNotFoundError(f"--{name} {getattr(args, name)}: not a directory")
+    work = Path(args.work_dir or out.with_name(out.stem + "_work")).absolute()
+    data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
+    start = time.perf_counter()
+    logging.info("personalize: step 1/4 data (%s)", data_root)
+    speaker = prepare_data(args, data_root)
+
+    model = model_section(args.model_size)
+    base_file = None
+    if args.base:
+        files = resolve_model(args.base, work / "base")
+        base_config = yaml.safe_load(files.train_config.read_text(encoding="utf-8"))
+        model = {k: base_config[k] for k in MODEL_KEYS if k in base_config}
+        base_file = files.model_file
+    inject = str(Path(args.inject_noise_scp).absolute()) if args.inject_noise_scp \
+        else str(data_root / "noise" / "inject_train" / "wav.scp")
+    # The recordings are already noisy (premixed): no premixture bank for the user.
+    objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+    dp = bool(args.dp_predictor_config)
+    if dp:
+        objective["dp_predictor"] = {"config": str(Path(args.dp_predictor_config).absolute()),
+                                     "model_file": str(Path(args.dp_predictor_model).absolute())}
+    logging.info("personalize: step 2/4 zero-shot %s training", args.method)
+    zsl_config = training_config(args, model, args.method, objective, args.lr, args.max_epoch, dp)
+    final_exp = work / "exp" / "zsl"
+    final = train(args, "zsl", final_exp, zsl_config, speaker / "pretrain", speaker / "preval", base_file)
+
+    if args.clean_dir:
+        logging.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
+        # Clean speech: ordinary supervised training with on-the-fly injection noise.
+        fsl_objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+        fsl_config = training_config(args, model, "pseudo_se", fsl_objective, args.fsl_lr, args.fsl_max_epoch, False)
+        final_exp = work / "exp" / "fsl"
+        final = train(args, "fsl", final_exp, fsl_config, speaker / "fsl_train", speaker / "fsl_val", final)
+    else:
+        logging.info("personalize: step 3/4 few-shot fine-tuning skipped (no --clean_dir)")
+
+    logging.info("personalize: step 4/4 packing %s", out)
+    summary = final_exp / "personalize.yaml"
+    selected = Path(os.path.realpath(final)).relative_to(work).as_posix()
+    summary.write_text(yaml.safe_dump({
+        "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
+        "few_shot": bool(args.clean_dir), "selected_checkpoint": selected,
+        "selection": "valid loss on " + ("fsl_val" if args.clean_dir else "preval pseudo-mixtures"),
+    }, sort_keys=False), encoding="utf-8")
+    pack(work, final_exp / "config.yaml", final, out, summary)
+    logging.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)
+    return out
+
+
+def main(cmd: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        personalize(args)
+    except (ValueError, OSError, RuntimeError) as err:
+        logging.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inference helpers of the user commands: model loading and chunked file enhancement."""
