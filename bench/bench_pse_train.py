@@ -7,14 +7,17 @@ same crop, in this process and run:
 - pse_train: PSETask.main with ssl_objective pseudo_se (premixture + injection noise drawn
   per batch, batch scaling, ESPnet's criterion, iterator, reporter and checkpointing);
   its speed is taken from the trainer's own epoch time;
-- bare: a loop over tensors mixed beforehand (encoder -> separator -> decoder -> negative
-  SNR -> backward -> step), i.e. the cost of the network alone.
+- bare: a loop over tensors mixed beforehand from the same corpus files (encoder ->
+  separator -> decoder -> negative SNR -> backward -> step), i.e. the cost of the network
+  alone on the same kind of audio (the content matters on CPU: near-silent stretches are
+  slower to compute than white noise).
 Each is run ``--repeats`` times, alternating, and its best run counts. It prints examples/s
 of each and their ratio (target >= 0.95), then the bare examples/s of
 every separator preset at the same crop, so the machine's speed is visible next to it.
 """
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -93,16 +96,36 @@ def pse_train_speed(preset, batch, crop, iters, scps, workdir: Path) -> float:
     return steps * batch / seconds
 
 
-def bare_speed(preset, batch, crop, iters) -> float:
+def premixed_batches(scps, batch, crop, iters) -> tuple:
+    """(iters, batch, T) mixtures and targets made beforehand from the same corpus files."""
+    def load(scp):
+        return [soundfile.read(line.split()[1], dtype="float32")[0] for line in scp.read_text().splitlines()]
+
+    speech, noise = load(scps["speech"]), load(scps["noise"])
+    rng = np.random.default_rng(0)
+    length = int(crop * FS)
+
+    def crops(pool):
+        out = np.empty((iters, batch, length), dtype=np.float32)
+        for i in np.ndindex(iters, batch):
+            clip = pool[rng.integers(len(pool))]
+            start = rng.integers(clip.size - length + 1)
+            out[i] = clip[start:start + length]
+        return torch.from_numpy(out)
+
+    target = crops(speech)
+    mixture = mix_at_snr(target, crops(noise), torch.from_numpy(rng.uniform(-5, 5, (iters, batch))).float())
+    return mixture, target
+
+
+def bare_speed(preset, batch, crop, iters, scps) -> float:
     args = argparse.Namespace(**PSETask.get_parser().parse_args([]).__dict__)
     for key, value in model_config(preset).items():
         setattr(args, key, value)
     model = PSETask.build_model(args)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    length = int(crop * FS)
-    target = torch.randn(iters, batch, length, generator=gen) * 0.1
-    mixture = mix_at_snr(target, torch.randn(iters, batch, length, generator=gen), torch.zeros(iters, batch))
+    mixture, target = premixed_batches(scps, batch, crop, iters)
+    length = target.shape[-1]
     lengths = torch.full((batch,), length)
     model.train()
     start = None
@@ -127,15 +150,19 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--presets", default="cpu,tiny,small,medium,large", help="presets to time (bare)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best counts")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads on both sides (the recipe trains with one per job)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the pse_train subprocess
     with tempfile.TemporaryDirectory() as tmp:
         scps = write_corpus(Path(tmp) / "corpus", seconds=max(2.0, 4 * args.crop))
         # Alternate the two and keep each one's best run: the machine's noise (other processes,
         # frequency changes) then penalises neither side.
         bare, ours = 0.0, 0.0
         for repeat in range(args.repeats):
-            bare = max(bare, bare_speed(args.preset, args.batch, args.crop, args.iters))
+            bare = max(bare, bare_speed(args.preset, args.batch, args.crop, args.iters, scps))
             ours = max(ours, pse_train_speed(args.preset, args.batch, args.crop, args.iters, scps,
                                              Path(tmp) / f"run{repeat}"))
     print(f"\npreset {args.preset}, batch {args.batch}, {args.crop} s crops, {args.iters} steps, "
@@ -144,9 +171,11 @@ def main() -> None:
     print(f"  bare PyTorch loop (pre-mixed):    {bare:8.1f} examples/s")
     print(f"  ratio pse_train / bare:           {ours / bare:8.3f}   (target >= 0.95)")
     print("\nbare training speed per preset (same batch and crop):")
-    for preset in args.presets.split(","):
-        steps = max(3, args.iters // 5) if preset in ("medium", "large") else args.iters
-        print(f"  {preset:7s} {bare_speed(preset, args.batch, args.crop, steps):8.1f} examples/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        scps = write_corpus(Path(tmp) / "corpus", seconds=max(2.0, 4 * args.crop))
+        for preset in args.presets.split(","):
+            steps = max(3, args.iters // 5) if preset in ("medium", "large") else args.iters
+            print(f"  {preset:7s} {bare_speed(preset, args.batch, args.crop, steps, scps):8.1f} examples/s")
 
 
 if __name__ == "__main__":

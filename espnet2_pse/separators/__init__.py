@@ -10,3 +10,5 @@ def register_classes(register):
 
     register(separator_choices, "conv_tasnet_skip", ConvTasNetSkip)
     register(separator_choices, "gru_mask", GRUMaskNet)
+    from espnet2_pse.separators.pconv_tasnet import PConvTasNet
+    register(separator_choices, "pconv_tasnet", PConvTasNet)

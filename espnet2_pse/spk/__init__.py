@@ -3,3 +3,11 @@
 
 def register_classes(register):
     """Call ``register(choices, name, cls)`` for every class this subpackage provides."""
+    from espnet2_pse.spk.kd_losses import CosineKDLoss, InfoNCELoss, MSEKDLoss
+    from espnet2_pse.spk.tiny_encoder import TinySpeakerEncoder
+    from espnet2_pse.tasks.spk_distill import kd_loss_choices, student_choices
+
+    register(student_choices, "tiny", TinySpeakerEncoder)
+    register(kd_loss_choices, "infonce", InfoNCELoss)
+    register(kd_loss_choices, "mse", MSEKDLoss)
+    register(kd_loss_choices, "cosine", CosineKDLoss)

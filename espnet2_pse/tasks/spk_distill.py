@@ -11,6 +11,7 @@ without the teacher.
 
 import argparse
 import functools
+import inspect
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
 
@@ -138,8 +139,16 @@ class SpkDistillTask(AbsTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetSpkDistillModel:
-        student = student_choices.get_class(args.student)(**args.student_conf)
-        kd_loss = kd_loss_choices.get_class(args.kd_loss)(**args.kd_loss_conf)
+        student_class = student_choices.get_class(args.student)
+        student_conf = dict(args.student_conf)
+        if "sample_rate" in inspect.signature(student_class).parameters:
+            # One rate for the data and the student's features unless set explicitly.
+            student_conf.setdefault("sample_rate", args.sample_rate)
+        student = student_class(**student_conf)
+        try:
+            kd_loss = kd_loss_choices.get_class(args.kd_loss)(**args.kd_loss_conf)
+        except TypeError as e:  # e.g. InfoNCE's temperature left in the conf of "cosine"
+            raise ValueError(f"kd_loss_conf for '{args.kd_loss}': {e}") from None
         teacher = None
         train_config = getattr(args, "teacher_train_config", None)
         model_file = getattr(args, "teacher_model_file", None)
