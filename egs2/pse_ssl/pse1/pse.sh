@@ -6,12 +6,13 @@
 # Stages:
 #   1  data preparation          local/data.sh ${local_data_opts}
 #   2  format / filter / collect stats
-#   3  auxiliary models          DP SNR predictor, speaker teacher, distilled student
-#   4  generalists               plain and speaker-conditioned (espnet2.bin.launch, DDP)
+#   3  auxiliary models          DP SNR predictor (when a _dp method is selected)
+#   4  generalists               one per size (espnet2.bin.launch, DDP); the speaker teacher,
+#                                student and conditioned generalist are not wired in yet (issue 5)
 #   5  SSL specialists           per target speaker, size and method: the zero-shot models
 #   6  few-shot fine-tuning      for each d in --fsl_durations, from the generalist and each SSL model
 #   7  inference and scoring     RESULTS.md tables and PNG plots
-#   8  pack and upload           espnet2.bin.pack; Hugging Face upload when --hf_repo is given
+#   8  pack and upload           ESPnet model zips; Hugging Face upload when --hf_repo is given
 #
 # Rerunning is safe: finished steps leave done markers (exp/done_markers/<step>, and <exp>/.done
 # for each trained model) and are skipped next time; delete a marker to redo its step. A killed

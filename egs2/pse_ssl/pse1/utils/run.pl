@@ -54,22 +54,13 @@ done
 [[ "${max_jobs_run}" =~ ^[1-9][0-9]*$ ]] || die "--max_jobs_run must be a positive integer, got '${max_jobs_run}'"
 [ "${num_nodes}" = 1 ] || die "runs jobs on this machine only (--num_nodes ${num_nodes}); use slurm.pl for several nodes"
 
-jobvar=""
-first=1
-last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)(:([0-9]+))?$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[4]:-${first}}
-    [ "${first}" -le "${last}" ] || die "empty job range $1"
-    shift
-fi
+# shellcheck source=job_range.sh
+. "$(dirname "$0")/job_range.sh"
+if parse_job_range "${1:-}"; then shift; fi
 [ $# -ge 2 ] || usage
 log=$1
 shift
-if [ -n "${jobvar}" ] && [[ "${log}" != *"${jobvar}"* ]] && [ "${first}" != "${last}" ]; then
-    die "log name '${log}' must contain ${jobvar} so that the ${jobvar}=${first}:${last} jobs do not share one log"
-fi
+check_job_log "${log}" jobs
 
 # Builds the shell command for one job index.
 command_for() {

@@ -79,22 +79,13 @@ if [ -n "${config}" ]; then
     . "${config}" || die "could not read config file: ${config}"
 fi
 
-jobvar=""
-first=1
-last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)(:([0-9]+))?$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[4]:-${first}}
-    [ "${first}" -le "${last}" ] || die "empty job range $1"
-    shift
-fi
+# shellcheck source=job_range.sh
+. "$(dirname "$0")/job_range.sh"
+if parse_job_range "${1:-}"; then shift; fi
 [ $# -ge 2 ] || usage
 log=$1
 shift
-if [ -n "${jobvar}" ] && [[ "${log}" != *"${jobvar}"* ]] && [ "${first}" != "${last}" ]; then
-    die "log name '${log}' must contain ${jobvar} so that the ${jobvar}=${first}:${last} tasks do not share one log"
-fi
+check_job_log "${log}" tasks
 command -v sbatch >/dev/null 2>&1 || die "sbatch not found on PATH: run on a Slurm login node, or use cmd_backend=local (run.pl)"
 
 runner="$(cd "$(dirname "$0")" && pwd)/run.pl"
