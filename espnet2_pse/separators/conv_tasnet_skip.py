@@ -4,11 +4,14 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from espnet2.enh.layers.complex_utils import is_complex
 from espnet2.enh.separator.abs_separator import AbsSeparator
 from torch_complex.tensor import ComplexTensor
 
-from espnet2_pse.separators.masks import apply_mask_nonlinear, check_mask_nonlinear
+from espnet2_pse.separators.masks import (
+    apply_mask_nonlinear,
+    check_mask_nonlinear,
+    real_features,
+)
 from espnet2_pse.separators.presets import resolve_sizes
 from espnet2_pse.separators.tcn_layers import (
     CAUSAL_NORM_TYPES,
@@ -256,13 +259,7 @@ class ConvTasNetSkip(AbsSeparator):
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
         """Real features (B, T, N): the magnitude of a complex input."""
-        feature = abs(input) if is_complex(input) else input
-        if feature.dim() != 3 or feature.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"{type(self).__name__}: expected input (B, T, {self.input_dim}), "
-                f"got {tuple(feature.shape)}; input_dim must match the encoder's channels"
-            )
-        return feature
+        return real_features(type(self).__name__, input, self.input_dim)
 
     def _apply_masks(self, input, skip_sum: torch.Tensor) -> Tuple[List, OrderedDict]:
         """Skip-path sum (B, Sc, T) -> masked inputs and {"mask_spk1": (B, T, N), ...}."""

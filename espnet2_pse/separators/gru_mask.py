@@ -4,12 +4,15 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from espnet2.enh.layers.complex_utils import is_complex
 from espnet2.enh.separator.abs_separator import AbsSeparator
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch_complex.tensor import ComplexTensor
 
-from espnet2_pse.separators.masks import apply_mask_nonlinear, check_mask_nonlinear
+from espnet2_pse.separators.masks import (
+    apply_mask_nonlinear,
+    check_mask_nonlinear,
+    real_features,
+)
 from espnet2_pse.separators.presets import resolve_sizes
 
 # The authors' sizes; bidirectional with 513 bins: 157,185 / 363,009 / 922,113 / 2,630,145
@@ -92,13 +95,8 @@ class GRUMaskNet(AbsSeparator):
         return self._num_spk
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
-        feature = abs(input) if is_complex(input) else input
-        if feature.dim() != 3 or feature.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"{type(self).__name__}: expected input (B, T, {self.input_dim}), "
-                f"got {tuple(feature.shape)}; input_dim must match the encoder's bins"
-            )
-        return feature
+        """Real features (B, T, N): the magnitude of a complex input."""
+        return real_features(type(self).__name__, input, self.input_dim)
 
     def _masks(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """GRU output (B, T, D*H) -> num_spk masks (B, T, F)."""

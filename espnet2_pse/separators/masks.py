@@ -1,6 +1,7 @@
-"""Mask nonlinearities shared by the mask-estimating separators of this package."""
+"""Mask nonlinearities and input features shared by the mask-estimating separators of this package."""
 
 import torch
+from espnet2.enh.layers.complex_utils import is_complex
 
 MASK_NONLINEARS = ("sigmoid", "relu", "softmax")
 
@@ -25,3 +26,18 @@ def apply_mask_nonlinear(scores: torch.Tensor, nonlinear: str, spk_dim: int) -> 
     if nonlinear == "softmax":
         return torch.softmax(scores, dim=spk_dim)
     raise ValueError(f"nonlinear '{nonlinear}' is not one of {MASK_NONLINEARS}")
+
+
+def real_features(owner: str, input, input_dim: int) -> torch.Tensor:
+    """Real (B, T, N) separator input: the magnitude of a complex encoder output.
+
+    Raises ValueError naming ``owner`` when the shape does not match ``input_dim`` (the
+    encoder's channels or frequency bins).
+    """
+    feature = abs(input) if is_complex(input) else input
+    if feature.dim() != 3 or feature.shape[-1] != input_dim:
+        raise ValueError(
+            f"{owner}: expected input (B, T, {input_dim}), got {tuple(feature.shape)}; "
+            "input_dim must match the encoder's output size"
+        )
+    return feature

@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
+from espnet2_pse.data.mixing import mix_at_snr
 from espnet2_pse.ssl.abs_objective import AbsSSLObjective
 from espnet2_pse.ssl.mixing import TwoStageMixer
 
@@ -109,6 +110,4 @@ class OnTheFlyObjective(AbsSSLObjective):
 
     def inject(self, pseudo_source: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor, mask):
         """x~ = s~ + n scaled to ``snr`` dB against s~; padding stays zero."""
-        from espnet2_pse.data.mixing import mix_at_snr
-
         return mix_at_snr(pseudo_source, noise.to(pseudo_source) * mask, snr.to(pseudo_source))
