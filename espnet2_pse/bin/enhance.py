@@ -6,8 +6,14 @@ Examples:
     python -m espnet2_pse.bin.enhance --model me.zip recordings/ a.flac b.ogg --out_dir enhanced/
     # a Kaldi-style list (one "key path" per line): writes enhanced/<key>.wav
     python -m espnet2_pse.bin.enhance --model exp/zsl wav.scp --out_dir enhanced/
-    # a speaker-conditioned model with enrollment audio of the target speaker
-    python -m espnet2_pse.bin.enhance --model pse_generalist.zip --enroll me.wav noisy.wav --out_dir out/
+    # a speaker-conditioned model, static: enrollment audio embedded by the teacher
+    python -m espnet2_pse.bin.enhance --model pse_generalist.zip --enroll me.wav \
+        --teacher_config exp/spk_teacher/config.yaml --teacher_model exp/spk_teacher/valid.eer.best.pth \
+        noisy.wav --out_dir out/
+    # ... refined on the fly by the distilled student, from a precomputed embedding
+    python -m espnet2_pse.bin.enhance --model pse_generalist.zip --enroll me.npy --refine \
+        --student_config exp/spk_student/config.yaml --student_model exp/spk_student/valid.loss.best.pth \
+        noisy.wav --out_dir out_refined/
 
 Inputs are files, folders (searched recursively for .wav/.flac/.ogg) and ``.scp`` lists. Any
 sample rate and channel count is accepted; the output is ONE channel (the channels are
@@ -20,13 +26,22 @@ incrementally, so memory does not grow with the file length.
 Outputs never replace inputs: the run stops if ``--out_dir`` is an input folder or inside
 one, and a file whose output would be an input file is refused. A file that fails (corrupt,
 empty, NaN samples, ...) is reported on one line and the others are still processed; the exit
-status is 1 if any file failed, 2 for a usage error (model or enrollment not loadable).
+status is 1 if any file failed, 2 for a usage error (model, enrollment, teacher or student not
+loadable; --enroll missing for a speaker-conditioned model or given for a plain one).
+
+Speaker-conditioned models (``pconv_tasnet``) take ``--enroll``: a .npy embedding, or audio.
+Audio is embedded by the teacher (``--teacher_config/--teacher_model`` or ``--teacher_tag``)
+unless the model has its own internal speaker encoder, which is then given the audio itself.
+``--refine`` refines the embedding on the fly with the distilled student (``--student_*``):
+each file is then processed whole in memory, hop by hop and causally, and its line reports how
+many embedding updates were accepted.
 """
 
 import argparse
 import logging
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -37,7 +52,16 @@ from tqdm import tqdm
 
 from espnet2_pse.data.audio import AudioError, load_audio
 from espnet2_pse.inference.chunked import ChunkedEnhancer
-from espnet2_pse.inference.model_loading import ModelNotFoundError, load_separate_speech
+from espnet2_pse.inference.conditioned import (
+    AUDIO,
+    ConditionedEnhancer,
+    add_refinement_arguments,
+    check_embedding,
+    conditioning,
+    load_student,
+    refinement_from_args,
+)
+from espnet2_pse.inference.model_loading import ModelNotFoundError, build_separate_speech, resolve_model
 
 INPUT_SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULT_FS = 16000
@@ -126,11 +150,63 @@ def plan_outputs(jobs: List[Job], out_dir: Path, failures: List[Tuple[str, str]]
     return planned
 
 
-def load_enroll(path: str, fs: int) -> np.ndarray:
-    """(T,) enrollment audio at ``fs``, or a (D,) embedding from a .npy file."""
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.float32).reshape(-1)
-    return load_audio(path, sample_rate=fs)
+class UsageError(ValueError):
+    """A wrong combination of options or an unusable enrollment/teacher/student (exit 2)."""
+
+
+_TEACHER_OPTIONS = "--teacher_config/--teacher_model (or --teacher_tag)"
+
+
+def _embed_with_teacher(args: argparse.Namespace, audio: np.ndarray) -> np.ndarray:
+    from espnet2_pse.spk.embedder import load_embedder
+
+    try:
+        embed = load_embedder("teacher", args.teacher_config, args.teacher_model, args.teacher_tag, args.device)
+        return embed(torch.from_numpy(audio)).cpu().numpy()
+    except Exception as err:  # missing files, mismatched weights, no network for a tag, ...
+        raise UsageError(f"cannot embed --enroll {args.enroll} with the teacher: {type(err).__name__}: {err}") from None
+
+
+def load_enrollment(args: argparse.Namespace, model) -> Optional[np.ndarray]:
+    """``enroll_ref1`` for ``model``: a (D,) embedding, (T,) audio at ``--model_fs`` or None.
+
+    Raises:
+        UsageError: naming the options or the file at fault.
+    """
+    kind = conditioning(model)
+    if kind is None:
+        if args.enroll or args.refine:
+            raise UsageError(f"model {args.model} is not speaker-conditioned: drop --enroll and --refine")
+        return None
+    if not args.enroll:
+        raise UsageError(
+            f"model {args.model} is speaker-conditioned: give --enroll, a .npy speaker embedding or "
+            f"enrollment audio (embedded by the teacher given with {_TEACHER_OPTIONS})"
+        )
+    is_npy = args.enroll.endswith(".npy")
+    if kind == AUDIO:
+        if is_npy:
+            raise UsageError(f"--enroll {args.enroll}: model {args.model} embeds enrollment audio with its "
+                             "internal speaker_encoder; give audio, not a .npy embedding")
+        if args.refine:
+            raise UsageError(f"--refine needs a model conditioned on speaker embeddings; model {args.model} "
+                             "embeds enrollment audio with its internal speaker_encoder")
+        if args.teacher_model or args.teacher_tag:
+            logging.warning("the teacher is not used: model %s embeds the enrollment audio itself", args.model)
+        return load_audio(args.enroll, sample_rate=args.model_fs)
+    if is_npy:
+        try:
+            embedding = np.load(args.enroll, allow_pickle=False)
+        except Exception as err:  # missing, truncated or not an npy file
+            raise UsageError(f"--enroll {args.enroll}: cannot read the embedding ({err})") from None
+    elif not (args.teacher_model or args.teacher_tag):
+        raise UsageError(
+            f"--enroll {args.enroll} is audio, but model {args.model} is conditioned on a speaker "
+            f"embedding: give the teacher that embeds it with {_TEACHER_OPTIONS}, or a .npy embedding"
+        )
+    else:
+        embedding = _embed_with_teacher(args, load_audio(args.enroll, sample_rate=args.model_fs))
+    return check_embedding(embedding, model, f"--enroll {args.enroll}")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -147,6 +223,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--enroll", default=None,
                    help="speaker-conditioned models: enrollment audio of the target speaker (any rate), "
                    "or a .npy speaker embedding; passed to the separator as enroll_ref1")
+    p.add_argument("--teacher_config", default=None,
+                   help="config.yaml of the teacher speaker model that embeds --enroll audio "
+                   "(the model the conditioned separator was trained with)")
+    p.add_argument("--teacher_model", default=None, help="checkpoint (.pth) of that teacher")
+    p.add_argument("--teacher_tag", default=None,
+                   help="pretrained teacher tag instead of --teacher_config/--teacher_model (network or cache)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--chunk_seconds", type=float, default=8.0,
                    help="chunk length in seconds; 0 processes every file in one piece (memory grows with length)")
@@ -155,7 +237,40 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", default=None, help="download cache for Hugging Face models")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads; unset: torch's choice")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_refinement_arguments(p)
     return p
+
+
+def build_enhancer(args: argparse.Namespace, separate_speech):
+    """ChunkedEnhancer (plain or static) or ConditionedEnhancer (--refine).
+
+    Raises:
+        UsageError: see :func:`load_enrollment`; also an unusable student or options.
+    """
+    refinement = refinement_from_args(args)
+    enroll = load_enrollment(args, separate_speech.enh_model)
+    if refinement is None:
+        return ChunkedEnhancer(separate_speech, args.model_fs, args.chunk_seconds or None,
+                               args.overlap_seconds, enroll)
+    try:
+        student = load_student(args, args.device)
+    except Exception as err:  # missing files, bad YAML, mismatched weights
+        raise UsageError(f"cannot load the student {args.student_model}: {type(err).__name__}: {err}") from None
+    return ConditionedEnhancer(separate_speech, enroll, args.model_fs, student, refinement)
+
+
+def use_packed_speaker_encoders(args: argparse.Namespace, extras) -> None:
+    """Fill unset --teacher_*/--student_* with the speaker encoders packed with the model.
+
+    The recipe packs a speaker-conditioned model with the teacher whose embedding space it
+    was trained in and the student that refines in that space (extras ``spk_<option>``).
+    """
+    given = {"teacher": bool(args.teacher_model or args.teacher_tag), "student": bool(args.student_model)}
+    for role, user_given in given.items():
+        for option in (f"{role}_config", f"{role}_model"):
+            if not user_given and f"spk_{option}" in extras:
+                setattr(args, option, str(extras[f"spk_{option}"]))
+                logging.info("--%s: the one packed with the model", option)
 
 
 def main(cmd: Optional[List[str]] = None) -> int:
@@ -166,11 +281,16 @@ def main(cmd: Optional[List[str]] = None) -> int:
     out_dir = Path(args.out_dir)
     try:
         check_out_dir(out_dir, args.inputs)
+        refinement_from_args(args, require_student=False)  # option mistakes before the model loads
     except ValueError as err:
         logging.error("%s", err)
         return 2
+    # Lives until exit: the speaker encoders packed with a model are loaded from it.
+    unpacked = tempfile.TemporaryDirectory(prefix="pse_model_")
     try:
-        separate_speech = load_separate_speech(args.model, args.device, args.cache_dir)
+        files = resolve_model(args.model, Path(unpacked.name), args.cache_dir)
+        separate_speech = build_separate_speech(files, args.device)
+        use_packed_speaker_encoders(args, files.extras)
     except ModelNotFoundError as err:
         logging.error("%s", err)
         return 2
@@ -178,15 +298,12 @@ def main(cmd: Optional[List[str]] = None) -> int:
         logging.error("cannot load model %s: %s: %s", args.model, type(err).__name__, err)
         return 2
     try:
-        enroll = load_enroll(args.enroll, args.model_fs) if args.enroll else None
-        enhancer = ChunkedEnhancer(
-            separate_speech, args.model_fs, args.chunk_seconds or None, args.overlap_seconds, enroll
-        )
+        enhancer = build_enhancer(args, separate_speech)
     except (ValueError, OSError) as err:
         logging.error("%s", err)
         return 2
-    if enhancer.model.num_spk != 1:
-        logging.warning("the model has %d outputs; writing the first one", enhancer.model.num_spk)
+    if separate_speech.enh_model.num_spk != 1:
+        logging.warning("the model has %d outputs; writing the first one", separate_speech.enh_model.num_spk)
 
     jobs, failures = collect_jobs(args.inputs)
     planned = plan_outputs(jobs, out_dir, failures)
@@ -210,6 +327,11 @@ def main(cmd: Optional[List[str]] = None) -> int:
                 done += 1
                 if result.clipped:
                     logging.warning("%s: %d output samples clipped to [-1, 1]", dst, result.clipped)
+                if isinstance(enhancer, ConditionedEnhancer):
+                    stats = enhancer.last_stats
+                    tqdm.write(f"{dst}: refinement accepted {stats['accepted']}/{stats['updates']} "
+                               f"embedding updates (accept rate {stats['accept_rate']:.2f}, max cosine "
+                               f"distance to the enrollment {stats['max_cosine_distance_to_enrollment']:.3f})")
             except Exception as err:  # one bad file must not stop the others
                 reason = err.reason if isinstance(err, AudioError) else f"{type(err).__name__}: {err}"
                 tqdm.write(f"FAILED {job.src}: {reason}", file=sys.stderr)

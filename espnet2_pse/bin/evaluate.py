@@ -3,7 +3,12 @@
 ``python -m espnet2_pse.bin.evaluate --jobs jobs.txt``
 
 Each line of the jobs file is ``<train_config> <model_file> <test_dir> <out_dir>``; a ``-``
-for the config and model scores the unprocessed mixtures. For each job the test dir's
+for the config and model scores the unprocessed mixtures. Speaker-conditioned models add
+``<enroll.npy>`` (the (D,) enrollment embedding of the test set's speaker) and optionally
+``<refine.yaml>`` (``student_config``, ``student_model`` and the
+:class:`~espnet2_pse.inference.conditioned.RefinementOptions` keys) to refine the embedding
+on the fly; refined jobs also write ``<out_dir>/enhanced/refinement.yaml`` (update counts and
+accept rates per utterance and overall). For each job the test dir's
 mixtures (``wav.scp``) are enhanced into ``<out_dir>/enhanced/`` (wavs + ``spk1.scp``) and
 scored against ``spk1.scp`` by :func:`espnet2_pse.bin.score.score` into
 ``<out_dir>/score/`` (per_utt.tsv, summary.yaml). Every job runs in this one process, so a
@@ -15,17 +20,27 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, NamedTuple, Optional
 
+import numpy as np
 import soundfile
+import yaml
 
 import espnet2_pse  # noqa: F401  (registers our classes before models are built)
 from espnet2.bin.enh_inference import SeparateSpeech
 from espnet2_pse.bin.score import score
 from espnet2_pse.data.kaldi_dir import read_table, write_table
 from espnet2_pse.inference.chunked import ChunkedEnhancer
+from espnet2_pse.inference.conditioned import ConditionedEnhancer, RefinementOptions
 
-Job = Tuple[str, str, Path, Path]
+
+class Job(NamedTuple):
+    config: str
+    model_file: str
+    test_dir: Path
+    out_dir: Path
+    enroll: Optional[Path] = None
+    refine: Optional[Path] = None
 
 
 def read_jobs(path: Path) -> List[Job]:
@@ -34,18 +49,38 @@ def read_jobs(path: Path) -> List[Job]:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 4:
-            raise ValueError(f"{path}:{lineno}: expected '<config> <model> <test_dir> <out_dir>', got '{line}'")
-        jobs.append((parts[0], parts[1], Path(parts[2]), Path(parts[3])))
+        if not 4 <= len(parts) <= 6:
+            raise ValueError(
+                f"{path}:{lineno}: expected '<config> <model> <test_dir> <out_dir> [<enroll.npy> "
+                f"[<refine.yaml>]]', got '{line}'"
+            )
+        jobs.append(Job(parts[0], parts[1], *map(Path, parts[2:])))
     return jobs
 
 
-def enhance_dir(separate: SeparateSpeech, test_dir: Path, out: Path) -> Path:
+def load_refinement(path: Path, device: str):
+    """(student, RefinementOptions) from a refine.yaml (see the module docstring)."""
+    from espnet2_pse.tasks.spk_distill import SpkDistillTask
+
+    options = yaml.safe_load(path.read_text()) or {}
+    try:
+        student_files = options.pop("student_config"), options.pop("student_model")
+    except KeyError as err:
+        raise ValueError(f"{path}: missing key {err} (the distilled student's files)") from None
+    try:
+        refinement = RefinementOptions(**options)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return SpkDistillTask.build_student_from_file(*student_files, device), refinement
+
+
+def enhance_dir(enhancer, test_dir: Path, out: Path) -> Path:
     """Enhance ``test_dir/wav.scp`` into ``out`` (wav/ + spk1.scp); returns the scp.
 
-    The same enhancement code as ``espnet2_pse.bin.enhance``, on whole signals.
+    ``enhancer`` is a :class:`ChunkedEnhancer` (the same code as ``espnet2_pse.bin.enhance``)
+    or a :class:`ConditionedEnhancer`, used on whole signals.
     """
-    enhancer = ChunkedEnhancer(separate, chunk_seconds=None)
+    stats: Dict[str, Dict[str, float]] = {}
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -54,22 +89,41 @@ def enhance_dir(separate: SeparateSpeech, test_dir: Path, out: Path) -> Path:
         if mixture.ndim != 1:
             raise ValueError(f"{path} ({key}): expected mono test audio, got shape {mixture.shape}")
         enhanced = enhancer.enhance_array(mixture, fs)
+        if getattr(enhancer, "last_stats", None):
+            stats[key] = dict(enhancer.last_stats)
         target = wav_dir / f"{key}.wav"
         soundfile.write(target.with_suffix(".tmp.wav"), enhanced, fs)
         target.with_suffix(".tmp.wav").rename(target)
         written[key] = str(target.absolute())
+    if stats:
+        updates = sum(s["updates"] for s in stats.values())
+        accepted = sum(s["accepted"] for s in stats.values())
+        overall = {"updates": updates, "accepted": accepted, "accept_rate": accepted / updates if updates else 0.0}
+        tmp = out / ".refinement.yaml.tmp"
+        tmp.write_text(yaml.safe_dump({"overall": overall, "per_utt": stats}, sort_keys=False))
+        tmp.rename(out / "refinement.yaml")
     write_table(out / "spk1.scp", written)
     return out / "spk1.scp"
 
 
-def run_job(job: Job, device: str) -> None:
-    config, model_file, test_dir, out_dir = job
-    if config == "-":
-        score(test_dir / "spk1.scp", test_dir / "wav.scp", out_dir / "score")
+def run_job(job: Job, device: str, cache: Dict) -> None:
+    """Enhance and score one job; ``cache`` keeps loaded students between jobs."""
+    if job.config == "-":
+        score(job.test_dir / "spk1.scp", job.test_dir / "wav.scp", job.out_dir / "score")
         return
-    separate = SeparateSpeech(train_config=config, model_file=model_file, device=device)
-    inf_scp = enhance_dir(separate, test_dir, out_dir / "enhanced")
-    score(test_dir / "spk1.scp", test_dir / "wav.scp", out_dir / "score", inf_scp, model_file=Path(model_file))
+    separate = SeparateSpeech(train_config=job.config, model_file=job.model_file, device=device)
+    if job.enroll is None:
+        enhancer = ChunkedEnhancer(separate, chunk_seconds=None)
+    else:
+        student = refinement = None
+        if job.refine is not None:
+            if job.refine not in cache:
+                cache[job.refine] = load_refinement(job.refine, device)
+            student, refinement = cache[job.refine]
+        enhancer = ConditionedEnhancer(separate, np.load(job.enroll), student=student, refinement=refinement)
+    inf_scp = enhance_dir(enhancer, job.test_dir, job.out_dir / "enhanced")
+    score(job.test_dir / "spk1.scp", job.test_dir / "wav.scp", job.out_dir / "score", inf_scp,
+          model_file=Path(job.model_file))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -83,14 +137,14 @@ def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (evaluate) %(message)s")
     jobs = read_jobs(args.jobs)
-    start = time.time()
+    start, cache = time.time(), {}
     for i, job in enumerate(jobs, 1):
-        if (job[3] / "score" / "summary.yaml").is_file():
-            logging.info("[%d/%d] %s: already scored", i, len(jobs), job[3])
+        if (job.out_dir / "score" / "summary.yaml").is_file():
+            logging.info("[%d/%d] %s: already scored", i, len(jobs), job.out_dir)
             continue
-        run_job(job, args.device)
+        run_job(job, args.device, cache)
         elapsed = time.time() - start
-        logging.info("[%d/%d] %s scored (%.0f s elapsed, ETA %.0f s)", i, len(jobs), job[3],
+        logging.info("[%d/%d] %s scored (%.0f s elapsed, ETA %.0f s)", i, len(jobs), job.out_dir,
                      elapsed, elapsed / i * (len(jobs) - i))
 
 

@@ -12,6 +12,14 @@ For each d in ``--fsl_durations`` it adds ``fsl_train_<d>s`` and ``fsl_val_<d>s`
 d seconds of clean speech and of the few-shot validation mixtures (methods.md 1.5: both
 truncated to d seconds). Feature statistics are not collected: ESPnet's time-domain
 enhancement models do not normalise features, so there is nothing to collect.
+Speaker-encoder sets (issue 5) go to ``<dump_root>/spk/``:
+- ``valid/`` clean references of the validation speakers (wav.scp, utt2spk) and
+  ``valid_trials/`` (trial.scp, trial2.scp, trial_label): what the teacher (espnet2.bin.spk_train)
+  and the student validate on;
+- ``eval/`` held-out speakers for the EER (validation speakers' references and the corpus
+  target speakers' clean pretrain + fsl_train speech; never seen by teacher or student) with
+  ``trials`` (``label utt1 utt2``). The validation speakers also select the checkpoints, so
+  their share of the trials is slightly optimistic.
 A dir whose output exists with a ``.done`` marker is skipped; outputs are written atomically.
 """
 
@@ -21,12 +29,17 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet2_pse.data.kaldi_dir import read_data_dir, write_data_dir
+import yaml
+
+from espnet2_pse.data.kaldi_dir import read_data_dir, read_table, write_data_dir, write_table
 from espnet2_pse.data.splits import take_seconds
+from espnet2_pse.spk.eer import build_trials, write_espnet_trial_dir, write_trials
 
 SAMPLE_RATE = 16000
 TRAINING_DIRS = ("generalist/train", "pretrain", "fsl_train")
 SPEAKER_DIRS = ("pretrain", "preval", "fsl_train", "fsl_val", "test")
+VALID_TRIALS = 300  # per class; the validation set is small
+EVAL_TRIALS = 1000  # per class
 
 
 def data_dirs(data_root: Path) -> List[Path]:
@@ -61,6 +74,40 @@ def write_shape(data_dir: Path) -> None:
     tmp.rename(data_dir / "speech_shape")
 
 
+def write_speaker_sets(dump_root: Path) -> None:
+    """The speaker-encoder validation and EER sets under ``<dump_root>/spk`` (see above)."""
+    out = dump_root / "spk"
+    if (out / ".done").is_file():
+        return
+    valid = dump_root / "generalist" / "valid"
+    clean = read_table(valid / "spk1.scp")
+    utt2spk = read_table(valid / "utt2spk")
+    if len(set(utt2spk.values())) < 2:
+        logging.warning("%s has fewer than 2 speakers: no speaker-verification trials, so no "
+                        "speaker-encoder sets in %s (the recipe needs them for --spk_encoder true)", valid, out)
+        return
+    write_data_dir(out / "valid", clean, utt2spk)
+    write_shape(out / "valid")
+    trials = build_trials(utt2spk, VALID_TRIALS)
+    write_espnet_trial_dir(trials, clean, out / "valid_trials")
+    # ESPnet's samplers read a shape file; a trial's length is that of its first utterance.
+    samples = {k: int(round(float(d) * SAMPLE_RATE)) for k, d in read_table(valid / "utt2dur").items()}
+    write_table(out / "valid_trials" / "speech_shape", {f"{a}*{b}": samples[a] for a, b, _ in trials})
+    write_trials(out / "valid_trials" / "trials", trials)
+
+    held_out = dict(clean), dict(utt2spk)
+    for spk in yaml.safe_load((dump_root / "roles.yaml").read_text())["target"]:
+        meta = yaml.safe_load((dump_root / "speakers" / spk / "meta.yaml").read_text())
+        if meta.get("premixed"):  # a user's noisy recordings: no clean speech to verify on
+            continue
+        for split in ("pretrain", "fsl_train"):
+            held_out[0].update(read_table(dump_root / "speakers" / spk / split / "wav.scp"))
+            held_out[1].update(read_table(dump_root / "speakers" / spk / split / "utt2spk"))
+    write_data_dir(out / "eval", *held_out)
+    write_trials(out / "eval" / "trials", build_trials(held_out[1], EVAL_TRIALS))
+    (out / ".done").touch()
+
+
 def run(data_root: Path, dump_root: Path, min_seconds: float, fsl_durations: List[float]) -> Dict[str, int]:
     counts = {}
     rels = data_dirs(data_root)
@@ -86,6 +133,7 @@ def run(data_root: Path, dump_root: Path, min_seconds: float, fsl_durations: Lis
     for meta in meta_src.glob("*/meta.yaml"):
         shutil.copyfile(meta, dump_root / "speakers" / meta.parent.name / "meta.yaml")
     shutil.copyfile(data_root / "roles.yaml", dump_root / "roles.yaml")
+    write_speaker_sets(dump_root)
     return counts
 
 

@@ -29,6 +29,9 @@ Outputs, next to ``--out``:
                                   ± std over target speakers), and an SI-SDRi table per speaker
     sisdri_vs_clean_seconds.png   SI-SDRi against seconds of clean speech, one panel per size
     sisdri_vs_params.png          SI-SDRi against parameter count, one line per method and setting
+
+The speaker-encoder sections (conditioned generalist static vs refined, EER, cost) come from
+their own files: see :mod:`espnet2_pse.scoring.speaker_results`.
 """
 
 import argparse
@@ -39,6 +42,7 @@ from pathlib import Path
 from espnet2_pse.scoring.files import atomic_write_text
 from espnet2_pse.scoring.plots import plot_vs_clean_seconds, plot_vs_params
 from espnet2_pse.scoring.results import collect, render_markdown
+from espnet2_pse.scoring.speaker_results import speaker_sections
 
 logger = logging.getLogger("espnet2_pse.bin.make_results")
 
@@ -67,7 +71,7 @@ def make_results(exp_dir: Path, out: Path) -> Path:
             "no summary records a parameter count; score with --model_file",
         )
     )
-    atomic_write_text(out, render_markdown(entries, str(exp_dir), plots))
+    atomic_write_text(out, render_markdown(entries, str(exp_dir), plots, speaker_sections(exp_dir)))
     logger.info("wrote %s (%d summaries)", out, len(entries))
     return out
 

@@ -2,7 +2,11 @@
 
 ``python -m espnet2_pse.bin.pack_models --list models.txt [--option RESULTS.md]``
 
-Each line of the list is ``<train_config> <model_file> <out_zip>``. The zips are the ones
+Each line of the list is ``<train_config> <model_file> <out_zip> [<key>=<file> ...]``: the
+extra ``key=file`` pairs are packed too and named in meta.yaml (``*_config`` keys as YAML
+files), e.g. the speaker teacher and student of a speaker-conditioned model
+(``spk_teacher_config``, ``spk_teacher_model``, ``spk_student_config``,
+``spk_student_model``, which ``espnet2_pse.bin.enhance`` then uses). The zips are the ones
 ``python -m espnet2.bin.pack enh`` writes (meta.yaml, config, weights, options), so
 ``SeparateSpeech.from_pretrained(<zip>)`` loads them after ``import espnet2_pse``. Each zip
 is written to a temporary name and renamed; existing zips are kept (delete one to repack).
@@ -12,17 +16,34 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import Dict, List
 
 from espnet2.main_funcs.pack_funcs import pack
 
 
-def pack_one(train_config: Path, model_file: Path, out_zip: Path, options) -> None:
+RESERVED = ("train_config", "model_file")
+
+
+def parse_extras(fields: List[str], where: str) -> Dict[str, Path]:
+    """``key=file`` fields -> {key: file}; keys must be new and the files exist."""
+    extras = {}
+    for item in fields:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path or key in RESERVED or key in extras:
+            raise SystemExit(f"{where}: bad extra '{item}' (expected a new key=file; not {RESERVED})")
+        if not Path(path).is_file():
+            raise SystemExit(f"{where}: {key}: {path} does not exist")
+        extras[key] = Path(path)
+    return extras
+
+
+def pack_one(train_config: Path, model_file: Path, out_zip: Path, options, extras: Dict[str, Path]) -> None:
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     # ESPnet's pack() names the archive format from the suffix: keep ".zip" last.
     tmp = out_zip.with_name(f".{out_zip.stem}.tmp{os.getpid()}.zip")
     pack(
-        files={"model_file": model_file},
-        yaml_files={"train_config": train_config},
+        files={"model_file": model_file, **{k: v for k, v in extras.items() if not k.endswith("_config")}},
+        yaml_files={"train_config": train_config, **{k: v for k, v in extras.items() if k.endswith("_config")}},
         outpath=tmp,
         option=options,
     )
@@ -31,7 +52,8 @@ def pack_one(train_config: Path, model_file: Path, out_zip: Path, options) -> No
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--list", type=Path, required=True, help="lines: <train_config> <model_file> <out_zip>")
+    parser.add_argument("--list", type=Path, required=True,
+                        help="lines: <train_config> <model_file> <out_zip> [<key>=<file> ...]")
     parser.add_argument("--option", type=Path, action="append", default=[], help="extra file to pack")
     return parser
 
@@ -39,15 +61,19 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (pack_models) %(message)s")
-    entries = [line.split() for line in args.list.read_text().splitlines() if line.strip()]
-    for lineno, entry in enumerate(entries, 1):
-        if len(entry) != 3:
-            raise SystemExit(f"{args.list}:{lineno}: expected '<train_config> <model_file> <out_zip>'")
-    for i, (config, model, out) in enumerate(entries, 1):
+    entries = []
+    for lineno, line in enumerate(args.list.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 3:
+            raise SystemExit(f"{args.list}:{lineno}: expected '<train_config> <model_file> <out_zip> [key=file ...]'")
+        entries.append((*fields[:3], parse_extras(fields[3:], f"{args.list}:{lineno}")))
+    for i, (config, model, out, extras) in enumerate(entries, 1):
         if Path(out).is_file():
             logging.info("[%d/%d] %s exists; kept", i, len(entries), out)
             continue
-        pack_one(Path(config), Path(model), Path(out), args.option)
+        pack_one(Path(config), Path(model), Path(out), args.option, extras)
         logging.info("[%d/%d] packed %s", i, len(entries), out)
 
 

@@ -19,61 +19,17 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict
 
-import numpy as np
 import torch
 import yaml
 
 from espnet2_pse.data.audio import load_audio
 from espnet2_pse.data.kaldi_dir import read_table
-from espnet2_pse.data.mixing import mix_at_snr
+from espnet2_pse.data.mixing import add_noise_clip
 from espnet2_pse.data.runtime import derive_rng
 from espnet2_pse.spk.eer import build_trials, compute_eer, read_trials, write_trials
-
-Embedder = Callable[[torch.Tensor], torch.Tensor]
-
-
-def load_embedder(
-    model_type: str,
-    train_config: Optional[str],
-    model_file: Optional[str],
-    model_tag: Optional[str],
-    device: str,
-) -> Embedder:
-    """(T,) waveform -> (D,) unit-norm embedding, from a student or a teacher checkpoint."""
-    if model_type == "student":
-        from espnet2_pse.tasks.spk_distill import SpkDistillTask
-
-        if not model_file:
-            raise ValueError("--model_type student needs --model_file (+ --train_config)")
-        student = SpkDistillTask.build_student_from_file(train_config, model_file, device)
-
-        def embed(wave):
-            with torch.no_grad():
-                return student(wave[None].to(device))[0]
-
-        return embed
-    from espnet2_pse.spk.teacher import FrozenTeacher, load_teacher
-
-    teacher = FrozenTeacher(load_teacher(train_config, model_file, model_tag, device))
-    return lambda wave: teacher.embed(wave[None].to(device))[0]
-
-
-def noisy_version(
-    speech: np.ndarray, key: str, noises: List[str], snr_range, seed: int, sample_rate: int
-) -> np.ndarray:
-    """``speech`` + a noise clip at a random SNR, both fixed by (seed, key)."""
-    rng = derive_rng(seed, "spk_eer_noise", key)
-    noise = load_audio(noises[int(rng.integers(len(noises)))], sample_rate)
-    if len(noise) < len(speech):
-        noise = np.pad(noise, (0, len(speech) - len(noise)), mode="wrap")
-    start = int(rng.integers(0, len(noise) - len(speech) + 1))
-    snr = float(rng.uniform(*snr_range))
-    mixed = mix_at_snr(
-        torch.from_numpy(speech), torch.from_numpy(noise[start : start + len(speech)]), snr
-    )
-    return mixed.numpy()
+from espnet2_pse.spk.embedder import load_embedder
 
 
 def evaluate(args: argparse.Namespace) -> Dict:
@@ -99,9 +55,8 @@ def evaluate(args: argparse.Namespace) -> Dict:
         if args.max_seconds > 0:
             speech = speech[: int(args.max_seconds * args.sample_rate)]
         if noises:
-            speech = noisy_version(
-                speech, utt, noises, (args.snr_low, args.snr_high), args.seed, args.sample_rate
-            )
+            rng = derive_rng(args.seed, "spk_eer_noise", utt)
+            speech = add_noise_clip(speech, noises, (args.snr_low, args.snr_high), rng, args.sample_rate)
         embeddings[utt] = embed(torch.from_numpy(speech)).float().cpu()
         if i % 50 == 0 or i == len(utts):
             logging.info(f"embedded {i}/{len(utts)} utterances")

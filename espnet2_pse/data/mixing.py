@@ -5,7 +5,12 @@ The paper's rule: the noise is scaled so that energy(source) / energy(scaled noi
 clean speech for the premixture, the already noisy pseudo-source for the injection.
 """
 
+from typing import Sequence, Tuple
+
+import numpy as np
 import torch
+
+from espnet2_pse.data.audio import load_audio
 
 EPS = 1e-8
 
@@ -35,3 +40,23 @@ def mix_at_snr(source: torch.Tensor, noise: torch.Tensor, snr_db) -> torch.Tenso
 def snr_db(source: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Energy ratio of ``source`` to ``noise`` in dB over the last axis; (..., T) -> (...)."""
     return 10.0 * torch.log10(source.pow(2).sum(-1).clamp_min(EPS) / noise.pow(2).sum(-1).clamp_min(EPS))
+
+
+def add_noise_clip(
+    speech: np.ndarray,
+    noise_paths: Sequence[str],
+    snr_range: Tuple[float, float],
+    rng: np.random.Generator,
+    sample_rate: int = 16000,
+) -> np.ndarray:
+    """(T,) ``speech`` plus a random crop of a random noise file at an SNR ~ U(snr_range) dB.
+
+    Noise shorter than the speech is repeated; ``rng`` fixes the file, crop and SNR.
+    """
+    noise = load_audio(noise_paths[int(rng.integers(len(noise_paths)))], sample_rate)
+    if len(noise) < len(speech):
+        noise = np.pad(noise, (0, len(speech) - len(noise)), mode="wrap")
+    start = int(rng.integers(0, len(noise) - len(speech) + 1))
+    snr = float(rng.uniform(*snr_range))
+    crop = torch.from_numpy(noise[start : start + len(speech)])
+    return mix_at_snr(torch.from_numpy(speech), crop, snr).numpy()

@@ -109,15 +109,20 @@ class ChunkedEnhancer:
 
     # ------------------------------------------------------------------ model side
     @torch.no_grad()
-    def enhance_model_rate(self, x: np.ndarray) -> np.ndarray:
-        """(T,) mono float32 at the model rate -> (T,) enhanced, in one network pass."""
+    def enhance_model_rate(self, x: np.ndarray, additional: Optional[Dict[str, torch.Tensor]] = None) -> np.ndarray:
+        """(T,) mono float32 at the model rate -> (T,) enhanced, in one network pass.
+
+        ``additional`` replaces the separator inputs given at construction (e.g. another
+        ``enroll_ref1`` embedding for this pass).
+        """
         speech = torch.as_tensor(x, device=self.device).to(self.dtype)[None]
         lengths = torch.tensor([speech.shape[1]], device=self.device)
         scale = None
         if getattr(self.model, "normalize_variance", False) or getattr(self.model, "normalize_variance_per_ch", False):
             scale = speech.std(dim=1, keepdim=True).clamp_min(1e-8)
             speech = speech / scale
-        speech_pre = self.model.forward_enhance(speech, lengths, dict(self.additional))[0]
+        extra = dict(self.additional if additional is None else additional)
+        speech_pre = self.model.forward_enhance(speech, lengths, extra)[0]
         out = speech_pre[0]
         if scale is not None:
             out = out * scale

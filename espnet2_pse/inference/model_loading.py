@@ -13,9 +13,9 @@ zip's path, so a zip rewritten in place (a new personalization) is never served 
 
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 import yaml
 
@@ -32,12 +32,27 @@ class ModelNotFoundError(FileNotFoundError):
     """The reference names no usable model; the message says what was looked for."""
 
 
+# Keys of a pack that are the model itself; any other packed file is an extra.
+_MODEL_KEYS = ("train_config", "model_file")
+
+
 @dataclass
 class ModelFiles:
-    """Paths ESPnet's ``build_model_from_file`` needs."""
+    """Paths ESPnet's ``build_model_from_file`` needs, and the pack's other files.
+
+    ``extras`` maps the other keys of a pack's meta.yaml to their unpacked paths, e.g. the
+    speaker teacher and student that a speaker-conditioned model was packed with
+    (``spk_teacher_config``, ``spk_teacher_model``, ``spk_student_config``,
+    ``spk_student_model``).
+    """
 
     train_config: Path
     model_file: Path
+    extras: Dict[str, Path] = field(default_factory=dict)
+
+
+def _extras(unpacked: Mapping[str, Union[str, Path]], root: Optional[Path] = None) -> Dict[str, Path]:
+    return {k: (root / v if root else Path(v)) for k, v in unpacked.items() if k not in _MODEL_KEYS}
 
 
 def _from_meta(folder: Path) -> ModelFiles:
@@ -46,12 +61,13 @@ def _from_meta(folder: Path) -> ModelFiles:
     try:
         config = folder / meta["yaml_files"]["train_config"]
         model_file = folder / meta["files"]["model_file"]
+        extras = _extras({**meta["yaml_files"], **meta["files"]}, folder)
     except (KeyError, TypeError):
         raise ModelNotFoundError(
             f"{folder / 'meta.yaml'}: not an enhancement pack (needs yaml_files.train_config and "
             "files.model_file)"
         ) from None
-    return _checked(ModelFiles(config, model_file), str(folder))
+    return _checked(ModelFiles(config, model_file, extras), str(folder))
 
 
 def _pick_checkpoint(folder: Path) -> Path:
@@ -101,7 +117,8 @@ def resolve_model(
             raise ModelNotFoundError(f"model {path}: not a readable packed model ({err})") from None
         if "train_config" not in unpacked or "model_file" not in unpacked:
             raise ModelNotFoundError(f"model {path}: the pack has no train_config/model_file (not enh)")
-        return _checked(ModelFiles(Path(unpacked["train_config"]), Path(unpacked["model_file"])), str(path))
+        files = ModelFiles(Path(unpacked["train_config"]), Path(unpacked["model_file"]), _extras(unpacked))
+        return _checked(files, str(path))
     if path.is_file() and path.suffix == ".pth":
         return _checked(ModelFiles(path.parent / "config.yaml", path), str(path))
     if path.is_dir():
@@ -119,17 +136,20 @@ def resolve_model(
     from espnet_model_zoo.downloader import ModelDownloader
 
     downloaded = ModelDownloader(cache_dir).download_and_unpack(str(reference))
-    return _checked(ModelFiles(Path(downloaded["train_config"]), Path(downloaded["model_file"])), str(reference))
+    files = ModelFiles(Path(downloaded["train_config"]), Path(downloaded["model_file"]), _extras(downloaded))
+    return _checked(files, str(reference))
+
+
+def build_separate_speech(files: ModelFiles, device: str = "cpu"):
+    """ESPnet's ``SeparateSpeech`` (eval mode, on ``device``) for resolved model files."""
+    from espnet2.bin.enh_inference import SeparateSpeech
+
+    return SeparateSpeech(train_config=str(files.train_config), model_file=str(files.model_file), device=device)
 
 
 def load_separate_speech(
     reference: Union[str, Path], device: str = "cpu", cache_dir: Optional[str] = None
 ):
     """ESPnet's ``SeparateSpeech`` (eval mode, on ``device``) for a model reference."""
-    from espnet2.bin.enh_inference import SeparateSpeech
-
     with tempfile.TemporaryDirectory(prefix="pse_model_") as tmp:
-        files = resolve_model(reference, Path(tmp), cache_dir)
-        return SeparateSpeech(
-            train_config=str(files.train_config), model_file=str(files.model_file), device=device
-        )
+        return build_separate_speech(resolve_model(reference, Path(tmp), cache_dir), device)

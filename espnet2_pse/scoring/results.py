@@ -204,7 +204,10 @@ def speaker_table(entries: Sequence[ScoreEntry], column: str) -> str:
 
 
 def render_markdown(
-    entries: Sequence[ScoreEntry], exp_dir: str, plots: Sequence[Tuple[str, Optional[str], str]] = ()
+    entries: Sequence[ScoreEntry],
+    exp_dir: str,
+    plots: Sequence[Tuple[str, Optional[str], str]] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole RESULTS.md.
 
@@ -213,6 +216,8 @@ def render_markdown(
         exp_dir: shown as the source of the numbers.
         plots: (title, PNG file name relative to RESULTS.md or None when not drawn, reason it
             was not drawn).
+        sections: extra markdown lines placed before the plots (e.g. the speaker-encoder
+            tables of :mod:`espnet2_pse.scoring.speaker_results`).
     """
     speakers = sorted({e.speaker for e in entries})
     columns = [c for c in METRIC_TITLES if any(c in e.means for e in entries)]
@@ -232,6 +237,7 @@ def render_markdown(
         parts += ["", f"## {METRIC_TITLES[column]}", "", metric_table(entries, column)]
     if "si_sdri" in columns:
         parts += ["", f"## {METRIC_TITLES['si_sdri']} per target speaker", "", speaker_table(entries, "si_sdri")]
+    parts += list(sections)
     if plots:
         parts += ["", "## Plots", ""]
         for title, name, reason in plots:

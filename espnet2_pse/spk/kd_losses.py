@@ -18,13 +18,19 @@ import torch.nn.functional as F
 
 
 class AbsKDLoss(torch.nn.Module, ABC):
-    """(B, D) student, (B, D) teacher [, (B,) speaker labels] -> scalar loss."""
+    """(B, D) student, (B, D) teacher [, (B,) speaker labels] -> scalar loss.
+
+    A loss with ``uses_teacher = False`` (e.g. the from-scratch ``aamsoftmax`` baseline) is
+    called with ``teacher=None``; the model then never runs the teacher.
+    """
+
+    uses_teacher: bool = True
 
     @abstractmethod
     def forward(
         self,
         student: torch.Tensor,
-        teacher: torch.Tensor,
+        teacher: Optional[torch.Tensor],
         labels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         raise NotImplementedError

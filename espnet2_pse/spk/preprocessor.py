@@ -16,6 +16,14 @@ def speaker_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
+def speaker_index(spk2utt: str) -> Dict[str, int]:
+    """Class ids 0..N-1 of the speakers of a Kaldi spk2utt file, in sorted name order."""
+    speakers = sorted(read_table(spk2utt))
+    if not speakers:
+        raise ValueError(f"spk2utt {spk2utt} lists no speakers")
+    return {name: i for i, name in enumerate(speakers)}
+
+
 def _crop(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """Random ``length``-sample crop; shorter signals are repeated (wrap) first."""
     if len(signal) < length:
@@ -28,7 +36,9 @@ class SpkDistillPreprocessor(AbsPreprocessor):
     """Crop the teacher view, attach an aligned noise crop and integer speaker labels.
 
     Output keys: ``speech`` (crop_s seconds, float32), ``noise`` (same length, when
-    ``noise_scp`` is set) and ``spk_labels`` ((1,) int64, when the data has spk_labels text).
+    ``noise_scp`` is set) and ``spk_labels`` ((1,) int64, when the data has spk_labels text):
+    the speaker's class id 0..N-1 when ``spk2utt`` is given (classification losses need it),
+    else a hash id that is only good for equality.
     Training crops are random; validation crops and noises are drawn from a generator seeded
     by the utterance key, so every epoch validates on the same views.
 
@@ -38,6 +48,7 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         sample_rate: Hz; noise files at other rates are resampled.
         noise_scp: ``key path`` list of mono noise wavs for the student views.
         seed: offset of the per-utterance validation seeds.
+        spk2utt: Kaldi spk2utt listing every labelled speaker (sorted names -> 0..N-1).
     """
 
     def __init__(
@@ -47,6 +58,7 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         sample_rate: int = 16000,
         noise_scp: Optional[str] = None,
         seed: int = 0,
+        spk2utt: Optional[str] = None,
     ):
         super().__init__(train)
         if crop_s <= 0:
@@ -58,6 +70,8 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         self.noises: List[str] = sorted(read_table(noise_scp).values()) if noise_scp else []
         if noise_scp and not self.noises:
             raise ValueError(f"noise_scp {noise_scp} lists no files")
+        self.spk2utt = spk2utt
+        self.spk_index = speaker_index(spk2utt) if spk2utt else None
         self._rng = np.random.default_rng()
 
     def _generator(self, uid: str) -> np.random.Generator:
@@ -80,5 +94,15 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         if self.noises:
             out["noise"] = _crop(self._read_noise(rng), self.crop, rng)
         if "spk_labels" in data:
-            out["spk_labels"] = np.asarray([speaker_id(str(data["spk_labels"]))], dtype=np.int64)
+            out["spk_labels"] = np.asarray([self._label(uid, str(data["spk_labels"]))], np.int64)
         return out
+
+    def _label(self, uid: str, speaker: str) -> int:
+        if self.spk_index is None:
+            return speaker_id(speaker)
+        if speaker not in self.spk_index:
+            raise KeyError(
+                f"utterance {uid}: speaker '{speaker}' is not listed in --spk2utt "
+                f"{self.spk2utt} (class ids are only defined for its speakers)"
+            )
+        return self.spk_index[speaker]

@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 
 
+SOURCES = ("enhanced", "mixture")  # what the student embeds during refinement
+
+
 class EmbeddingRefiner:
     """Causal, stateful embedding refinement over a stream of enhanced audio.
 
@@ -153,14 +156,16 @@ def enhance_with_refinement(
     refiner: EmbeddingRefiner,
     context_s: float = 4.0,
     sample_rate: int = 16000,
+    source: str = "enhanced",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Enhance a (T,) mixture hop by hop, conditioning each hop on the refined embedding.
 
     For hop k, ``enhance(segment, embedding)`` gets the mixture from ``context_s`` seconds
     before the hop to the hop's end and the embedding in force (which depends only on the
-    output of earlier hops); the hop's part of its output is kept and pushed to the refiner.
-    Works with any separator, causal or not: a non-causal one just sees no future beyond the
-    hop.
+    output of earlier hops); the hop's part of its output is kept and pushed to the refiner
+    (``source="enhanced"``, the method), or the hop's mixture is (``source="mixture"``: the
+    input-side ablation). Works with any separator, causal or not: a non-causal one just sees
+    no future beyond the hop.
 
     Args:
         enhance: (T',) mixture segment, (D,) embedding -> (T',) enhanced segment.
@@ -168,9 +173,12 @@ def enhance_with_refinement(
         refiner: the refiner (reset here).
         context_s: seconds of past mixture given with each hop.
         sample_rate: Hz.
+        source: what the refiner embeds: "enhanced" output or the "mixture".
     Returns:
         enhanced (T,), embeddings (K, D) used for each of the K hops.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got '{source}'")
     refiner.reset()
     mixture = torch.as_tensor(mixture).reshape(-1)
     context = int(round(context_s * sample_rate))
@@ -183,7 +191,7 @@ def enhance_with_refinement(
         if out.shape[-1] != end - first:
             raise ValueError(f"enhance returned {out.shape[-1]} samples for {end - first}")
         piece = out.reshape(-1)[start - first :]
-        refiner.push(piece)
+        refiner.push(piece if source == "enhanced" else mixture[start:end])
         pieces.append(piece.detach())
     if not pieces:
         return mixture.clone(), refiner.enrollment.new_zeros(0, len(refiner.enrollment))

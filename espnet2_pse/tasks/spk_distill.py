@@ -7,11 +7,15 @@ comes from ``--noise_scp``. The teacher is named by ``--teacher_train_config`` +
 ``--teacher_model_tag`` (pretrained, needs network or cache); it is loaded on the first
 training step and never saved. ``build_student_from_file`` rebuilds the trained student
 without the teacher.
+
+``--kd_loss aamsoftmax`` is the from-scratch baseline: no teacher, a speaker classifier head
+over the speakers of ``--spk2utt`` (spk_labels become class ids 0..N-1).
 """
 
 import argparse
 import functools
 import inspect
+import logging
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
 
@@ -30,7 +34,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from espnet2_pse.spk.abs_student import AbsSpkStudent
 from espnet2_pse.spk.espnet_model import ESPnetSpkDistillModel
 from espnet2_pse.spk.kd_losses import AbsKDLoss
-from espnet2_pse.spk.preprocessor import SpkDistillPreprocessor
+from espnet2_pse.spk.preprocessor import SpkDistillPreprocessor, speaker_index
 from espnet2_pse.spk.teacher import FrozenTeacher, load_teacher
 
 # Filled by espnet2_pse.spk.register_classes when espnet2_pse is imported.
@@ -79,6 +83,11 @@ class SpkDistillTask(AbsTask):
                            help="Length in seconds of the clean crop the teacher embeds")
         group.add_argument("--noise_scp", type=str_or_none, default=None,
                            help="'key path' list of noise wavs mixed into the student views")
+        group.add_argument("--spk2utt", type=str_or_none, default=None,
+                           help="Kaldi spk2utt of the training speakers: spk_labels become "
+                           "class ids 0..N-1 in sorted name order and N fills kd_loss_conf "
+                           "num_speakers (needed by kd_loss aamsoftmax; every labelled "
+                           "speaker, validation included, must be listed)")
 
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
@@ -89,17 +98,19 @@ class SpkDistillTask(AbsTask):
         if args.collect_stats or args.dry_run:
             return
         # Fail before the first batch, not at it: the teacher itself is loaded lazily.
-        if not (args.teacher_model_file or args.teacher_model_tag):
-            raise ValueError(
-                "SpkDistillTask needs a teacher: --teacher_model_file (+ --teacher_train_config) "
-                "or --teacher_model_tag"
-            )
-        for key in ("teacher_train_config", "teacher_model_file"):
+        has_teacher = bool(args.teacher_model_file or args.teacher_model_tag)
+        if kd_loss_choices.get_class(args.kd_loss).uses_teacher:
+            if not has_teacher:
+                raise ValueError(
+                    f"SpkDistillTask with kd_loss {args.kd_loss} needs a teacher: "
+                    "--teacher_model_file (+ --teacher_train_config) or --teacher_model_tag"
+                )
+        elif has_teacher:
+            logging.warning(f"kd_loss {args.kd_loss} uses no teacher: the teacher is ignored")
+        for key in ("teacher_train_config", "teacher_model_file", "noise_scp", "spk2utt"):
             path = getattr(args, key)
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"--{key} {path} does not exist")
-        if args.noise_scp is not None and not Path(args.noise_scp).is_file():
-            raise FileNotFoundError(f"--noise_scp {args.noise_scp} does not exist")
 
     @classmethod
     @typechecked
@@ -122,6 +133,7 @@ class SpkDistillTask(AbsTask):
             sample_rate=args.sample_rate,
             noise_scp=args.noise_scp,
             seed=args.seed,
+            spk2utt=args.spk2utt,
         )
 
     @classmethod
@@ -145,15 +157,21 @@ class SpkDistillTask(AbsTask):
             # One rate for the data and the student's features unless set explicitly.
             student_conf.setdefault("sample_rate", args.sample_rate)
         student = student_class(**student_conf)
+        kd_loss_class = kd_loss_choices.get_class(args.kd_loss)
+        # A classifier head's size is stored in args.kd_loss_conf, hence in config.yaml:
+        # rebuilding the model for inference then needs neither --spk2utt nor its file.
+        args.kd_loss_conf = cls._complete_head_conf(
+            kd_loss_class, dict(args.kd_loss_conf), student, getattr(args, "spk2utt", None)
+        )
         try:
-            kd_loss = kd_loss_choices.get_class(args.kd_loss)(**args.kd_loss_conf)
+            kd_loss = kd_loss_class(**args.kd_loss_conf)
         except TypeError as e:  # e.g. InfoNCE's temperature left in the conf of "cosine"
             raise ValueError(f"kd_loss_conf for '{args.kd_loss}': {e}") from None
         teacher = None
         train_config = getattr(args, "teacher_train_config", None)
         model_file = getattr(args, "teacher_model_file", None)
         model_tag = getattr(args, "teacher_model_tag", None)
-        if model_file or model_tag:
+        if kd_loss_class.uses_teacher and (model_file or model_tag):
             teacher = FrozenTeacher(
                 loader=functools.partial(load_teacher, train_config, model_file, model_tag)
             )
@@ -167,6 +185,27 @@ class SpkDistillTask(AbsTask):
         if args.init is not None:
             initialize(model, args.init)
         return model
+
+    @staticmethod
+    def _complete_head_conf(
+        kd_loss_class: type, conf: Dict, student: AbsSpkStudent, spk2utt: Optional[str]
+    ) -> Dict:
+        """Fill ``embed_dim`` and ``num_speakers`` of a loss with a classifier head."""
+        params = inspect.signature(kd_loss_class).parameters
+        if "embed_dim" in params:
+            conf.setdefault("embed_dim", student.output_size())
+        # When rebuilding from config.yaml, num_speakers is set and the file may be gone.
+        if "num_speakers" in params and spk2utt and (
+            "num_speakers" not in conf or Path(spk2utt).is_file()
+        ):
+            count = len(speaker_index(spk2utt))
+            conf.setdefault("num_speakers", count)
+            if conf["num_speakers"] < count:
+                raise ValueError(
+                    f"kd_loss_conf num_speakers={conf['num_speakers']} is smaller than the "
+                    f"{count} speakers of --spk2utt {spk2utt}"
+                )
+        return conf
 
     @classmethod
     def build_student_from_file(

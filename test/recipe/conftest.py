@@ -21,6 +21,7 @@ def recipe(tmp_path) -> Path:
     shutil.copytree(RECIPE / "utils", dst / "utils")
     (dst / "conf").mkdir()
     shutil.copy2(RECIPE / "conf" / "slurm.conf", dst / "conf" / "slurm.conf")
+    shutil.copytree(RECIPE / "conf" / "tuning", dst / "conf" / "tuning")
     write_exec(dst / "local" / "data.sh", STUB_DATA_SH)
     (tmp_path / "tools").mkdir()
     (tmp_path / "tools" / "venv").symlink_to(REPO / "tools" / "venv")

@@ -87,6 +87,8 @@ def test_stage_1_without_data_sh_names_it(recipe):
         ("--num_nodes 2", "--num_nodes 2 needs a cluster"),
         ("--skip_upload_hf false", "needs --hf_repo"),
         ("--cmd_backend sge", "unknown cmd_backend 'sge'"),
+        ("--spk_encoder maybe", "--spk_encoder takes true or false, got 'maybe'"),
+        ("--refine_config conf/nope.yaml", "--refine_config: file not found: conf/nope.yaml"),
         ("--datadir elsewhere", "--datadir is not an option"),
         ("--stage 1 extra", "unexpected arguments: extra"),
     ],
@@ -183,3 +185,13 @@ def test_cmd_sh_selects_the_runner(recipe):
     res = bash("cmd_backend=slurm; . ./cmd.sh; echo $cuda_cmd; unset cmd_backend; . ./cmd.sh; echo $train_cmd",
                cwd=recipe)
     assert res.stdout.splitlines() == ["slurm.pl --config conf/slurm.conf", "run.pl"]
+
+
+def test_speaker_encoder_stage_needs_the_speaker_sets(recipe):
+    """Stage 3 names the missing speaker-encoder sets; --spk_encoder false skips that branch."""
+    res = bash("./pse.sh --stage 3 --stop_stage 3 --methods pseudo_se", cwd=recipe)
+    assert res.returncode == 1
+    assert "no speaker-encoder sets in dump/spk" in res.stderr and "--spk_encoder false" in res.stderr
+    res = bash("./pse.sh --stage 3 --stop_stage 3 --methods pseudo_se --spk_encoder false", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert "the SNR predictor is not needed" in res.stderr

@@ -47,7 +47,8 @@ def exp(tmp_path):
 
 
 def table_rows(md, title):
-    section = md.split(f"## {title}\n\n", 1)[1].split("\n\n", 1)[0]
+    blocks = md.split(f"## {title}\n\n", 1)[1].split("## ", 1)[0].split("\n\n")
+    section = next(b for b in blocks if b.startswith("|"))  # the table, after any description
     lines = section.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return header, [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
@@ -114,3 +115,37 @@ def test_bad_summaries_are_named(tmp_path):
     with pytest.raises(ValueError, match="summary.yaml: metrics.si_sdri has no 'mean'"):
         make_results(exp, tmp_path / "RESULTS.md")
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_speaker_encoder_sections(exp, tmp_path):
+    """Conditioned static vs refined, EER and cost tables come from their own files."""
+    for spk, base in (("spk1", 4.0), ("spk2", 6.0)):
+        write_summary(exp, f"generalist_cpu/zsl/{spk}", base, 1.5)
+        for enroll, shift in (("clean", 1.0), ("short", 0.0), ("noisy", -0.5)):
+            write_summary(exp, f"conditioned_cpu/enroll/{enroll}_static/{spk}", base + shift, 1.5)
+            write_summary(exp, f"conditioned_cpu/enroll/{enroll}_hoploop/{spk}", base + shift - 0.25, 1.5)
+            write_summary(exp, f"conditioned_cpu/enroll/{enroll}_refined/{spk}", base + shift + 0.5, 1.5)
+            write_summary(exp, f"conditioned_cpu/enroll/{enroll}_refined_input/{spk}", base + shift + 0.1, 1.5)
+            stats = exp / f"conditioned_cpu/enroll/{enroll}_refined/{spk}/enhanced/refinement.yaml"
+            stats.parent.mkdir(parents=True)
+            stats.write_text(yaml.safe_dump({"overall": {"updates": 10, "accepted": 6, "accept_rate": 0.6}}))
+    spk_eval = exp / "spk_eval"
+    spk_eval.mkdir()
+    for name, eer in (("teacher_clean", 0.01), ("teacher_noisy", 0.2), ("student_clean", 0.1),
+                      ("student_2.0s_noisy", 0.3)):
+        (spk_eval / f"{name}.yaml").write_text(yaml.safe_dump({"eer": eer, "n_target": 5, "n_nontarget": 5}))
+    (spk_eval / "cost.yaml").write_text(yaml.safe_dump({
+        "rows": [{"name": "student", "params": 152432, "mmac_per_s": 6.6},
+                 {"name": "conditioned_cpu", "params": 90000, "mmac_per_s": 150.0}],
+        "student_percent_of_pse": {"conditioned_cpu": {"student": 4.4}}}))
+
+    md = make_results(exp, tmp_path / "RESULTS.md").read_text()
+    _, rows = table_rows(md, "Speaker-conditioned generalist: static vs refined embedding (SI-SDRi, dB)")
+    assert rows[0][:3] == ["cpu", "none (unconditioned generalist)", "5.00"]
+    assert [r[1] for r in rows[1:]] == ["clean", "short", "noisy"]
+    assert rows[1][2:] == ["6.00", "5.75", "6.50", "6.10", "+0.75", "60 %"]
+    assert rows[3][2:6] == ["4.50", "4.25", "5.00", "4.60"]
+    _, rows = table_rows(md, "Speaker verification (EER)")
+    assert rows[0][:4] == ["teacher", "whole utterance", "1.0", "20.0"]
+    assert ["student", "first 2 s", "–", "30.0", "5 / 5"] in rows
+    assert "| student | 152,432 | 6.6 |" in md and "student 4.40 %" in md

@@ -121,3 +121,29 @@ def test_preprocessor_rejects_bad_input_naming_it(tmp_path):
     noisy = SpkDistillPreprocessor(True, crop_s=1.0, noise_scp=str(tmp_path / "noise.scp"))
     with pytest.raises(ValueError, match="missing.wav"):
         noisy("utt9", {"speech": np.ones(FS, dtype=np.float32)})
+
+
+def test_enhanced_like_views_remove_part_of_the_noise_and_distort_the_speech():
+    """The perturbed oracle Wiener mask behaves like a mask-based enhancer's output."""
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * FS) / FS
+    clean = torch.from_numpy(np.stack([np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(3 * t))
+                                       for f in (150.0, 220.0, 300.0, 410.0)]).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal(clean.shape).astype(np.float32)) * 0.1
+    out = ESPnetSpkDistillModel.enhanced_like(clean, noise, torch.Generator().manual_seed(0))
+    again = ESPnetSpkDistillModel.enhanced_like(clean, noise, torch.Generator().manual_seed(0))
+
+    assert out.shape == clean.shape and torch.equal(out, again)
+    before = snr_db(clean, noise)
+    after = snr_db(clean, out - clean)
+    assert (after > before + 3.0).all(), (before, after)  # residual noise, less of it
+    assert (after < 40.0).all()  # but not the clean speech: errors and a gain floor remain
+
+
+def test_enhanced_prob_switches_the_view_type(model):
+    speech, lengths = torch.randn(8, FS), torch.full((8,), FS)
+    noise = torch.randn(8, FS)
+    plain = model.student_view(speech, lengths, noise, generator=torch.Generator().manual_seed(3))
+    model.enhanced_prob = 1.0
+    enhanced = model.student_view(speech, lengths, noise, generator=torch.Generator().manual_seed(3))
+    assert plain.shape == enhanced.shape and not torch.allclose(plain, enhanced)

@@ -116,6 +116,20 @@ def test_enhance_with_refinement_uses_each_embedding_for_its_hop(student):
     assert all(torch.equal(a, b) for a, b in zip(seen, used))
 
 
+def test_mixture_source_embeds_the_input_not_the_output(student):
+    """Input-side ablation: the refiner follows the mixture even when the output is silent."""
+    refiner, _ = refiner_for(student, voice(120, seed=0))
+    mixture = voice(120, seed=1, seconds=3.0)
+    _, from_output = enhance_with_refinement(lambda seg, emb: torch.zeros_like(seg), mixture, refiner,
+                                             context_s=1.0)
+    _, from_input = enhance_with_refinement(lambda seg, emb: torch.zeros_like(seg), mixture, refiner,
+                                            context_s=1.0, source="mixture")
+    assert torch.allclose(from_output, refiner.enrollment.expand_as(from_output))  # silence: skipped
+    assert torch.allclose(from_input, refiner.run(mixture))
+    with pytest.raises(ValueError, match="source"):
+        enhance_with_refinement(lambda seg, emb: seg, mixture, refiner, source="input")
+
+
 def test_invalid_settings_are_rejected(student):
     e0 = torch.ones(16)
     with pytest.raises(ValueError, match="alpha"):

@@ -6,12 +6,15 @@
 # Stages:
 #   1  data preparation          local/data.sh ${local_data_opts}
 #   2  format / filter / collect stats
-#   3  auxiliary models          DP SNR predictor (when a _dp method is selected)
-#   4  generalists               one per size (espnet2.bin.launch, DDP); the speaker teacher,
-#                                student and conditioned generalist are not wired in yet (issue 5)
+#   3  auxiliary models          DP SNR predictor (when a _dp method is selected); with
+#                                --spk_encoder true: speaker teacher, distilled student, EERs and
+#                                the teacher's enrollment embeddings
+#   4  generalists               one per size (espnet2.bin.launch, DDP), and the speaker-conditioned
+#                                generalist per size with --spk_encoder true
 #   5  SSL specialists           per target speaker, size and method: the zero-shot models
 #   6  few-shot fine-tuning      for each d in --fsl_durations, from the generalist and each SSL model
-#   7  inference and scoring     RESULTS.md tables and PNG plots
+#   7  inference and scoring     RESULTS.md tables and PNG plots (conditioned generalist: static
+#                                vs refined embedding for clean, short and noisy enrollment)
 #   8  pack and upload           ESPnet model zips; Hugging Face upload when --hf_repo is given
 #
 # Rerunning is safe: finished steps leave done markers (exp/done_markers/<step>, and <exp>/.done
@@ -32,6 +35,8 @@ die() {
 }
 # shellcheck source=utils/pse_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/utils/pse_lib.sh"
+# shellcheck source=utils/spk_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/utils/spk_lib.sh"
 
 # --------------------------------------------------------------------------------------------
 # Options (every variable below is an option: --stop_stage 3 or --stop-stage 3 sets stop_stage)
@@ -61,6 +66,13 @@ skip_upload_hf=true    # skip the Hugging Face upload in stage 8
 hf_repo=""             # Hugging Face repository id (user/name) for stage 8
 hf_remote_url=""       # push to this git URL instead of https://huggingface.co/<hf_repo>
 upload_model=""        # packed model to upload (a name in <expdir>/packed; empty: the first specialist)
+spk_encoder=true       # speaker teacher + distilled student + conditioned generalists (issue 5)
+spk_teacher_tag=""     # pretrained teacher (e.g. espnet/voxcelebs12_rawnet3; network) instead of training one
+spk_teacher_config=conf/tuning/train_spk_teacher.yaml   # in-recipe teacher (espnet2.bin.spk_train)
+spk_student_config=conf/tuning/train_spk_student.yaml   # student distillation (spk_distill_train)
+refine_config=conf/tuning/refine.yaml                    # refinement options for stage 7
+enroll_seconds=5       # clean (and noisy) enrollment length for the conditioned models
+short_enroll_seconds=1.5   # short enrollment length
 
 # Fixed settings (read-only, so parse_options refuses them as options).
 readonly datadir=data  # written by local/data.sh (stage 1)
@@ -101,6 +113,13 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --hf_repo USER/NAME   Hugging Face repository for stage 8 (default: none)
   --hf_remote_url URL   push to this git remote instead of huggingface.co (default: none)
   --upload_model NAME   packed model to upload (default: the first zero-shot specialist)
+  --spk_encoder BOOL    speaker teacher, student, conditioned generalists (default: ${spk_encoder})
+  --spk_teacher_tag TAG pretrained teacher instead of training one; needs network (default: none)
+  --spk_teacher_config F, --spk_student_config F, --refine_config F
+                        speaker-encoder configs (default: ${spk_teacher_config}, ${spk_student_config},
+                        ${refine_config})
+  --enroll_seconds S    clean/noisy enrollment seconds (default: ${enroll_seconds})
+  --short_enroll_seconds S  short enrollment seconds (default: ${short_enroll_seconds})
   --config FILE         read name=value defaults from FILE (command-line options win)
   --help                show this message
 
@@ -147,6 +166,13 @@ setup() {
     fi
     if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
         die "--num_nodes ${num_nodes} needs a cluster: add --cmd_backend slurm (run.pl runs on this machine only)"
+    fi
+    if [ "${spk_encoder}" = true ]; then  # each config is checked when its stage is to run
+        for name in 3:spk_teacher_config 3:spk_student_config 7:refine_config; do
+            value=${name#*:}
+            [ "${stage}" -le "${name%%:*}" ] && [ "${stop_stage}" -ge "${name%%:*}" ] || continue
+            [ -f "${!value}" ] || die "--${value}: file not found: ${!value}"
+        done
     fi
     # shellcheck disable=SC1091
     . ./path.sh
@@ -243,24 +269,34 @@ stage_2_format() {
 }
 
 stage_3_aux_models() {
-    if [[ " ${methods} " != *_dp* ]]; then
+    [ "${spk_encoder}" = false ] || [ -f "${dumpdir}/spk/.done" ] || die "no speaker-encoder sets in" \
+        "${dumpdir}/spk (stage 2 needs >= 2 validation speakers); add speakers or use --spk_encoder false"
+    if [[ " ${methods} " == *_dp* ]]; then
+        pool_run launch_train "${expdir}/snr_predictor" espnet2_pse.bin.snr_predictor_train \
+            --config "${train_conf_dir}/train_snr_predictor.yaml" \
+            --noise_scp "${PWD}/${datadir}/noise/premix_train/wav.scp" \
+            --train_data_path_and_name_and_type "${dumpdir}/generalist/train/spk1.scp,speech,sound" \
+            --train_shape_file "${dumpdir}/generalist/train/speech_shape" \
+            --valid_data_path_and_name_and_type "${dumpdir}/generalist/valid/spk1.scp,speech,sound" \
+            --valid_shape_file "${dumpdir}/generalist/valid/speech_shape"
+    else
         log "  no DP method among '${methods}': the SNR predictor is not needed"
-        return 0
     fi
-    launch_train "${expdir}/snr_predictor" espnet2_pse.bin.snr_predictor_train \
-        --config "${train_conf_dir}/train_snr_predictor.yaml" \
-        --noise_scp "${PWD}/${datadir}/noise/premix_train/wav.scp" \
-        --train_data_path_and_name_and_type "${dumpdir}/generalist/train/spk1.scp,speech,sound" \
-        --train_shape_file "${dumpdir}/generalist/train/speech_shape" \
-        --valid_data_path_and_name_and_type "${dumpdir}/generalist/valid/spk1.scp,speech,sound" \
-        --valid_shape_file "${dumpdir}/generalist/valid/speech_shape"
+    [ "${spk_encoder}" = true ] && [ -z "${spk_teacher_tag}" ] && pool_run train_spk_teacher
+    pool_wait
+    if [ "${spk_encoder}" = true ]; then stage_3_speaker_encoders; fi
 }
 
 stage_4_generalists() {
-    local size
+    local size enroll=${expdir}/enroll
     for size in ${sizes}; do
         pool_run train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
             "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false
+        [ "${spk_encoder}" = true ] || continue
+        pool_run train_pse "${expdir}/conditioned_${size}/model" generalist "conditioned/${size}" supervised \
+            "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false \
+            --train_data_path_and_name_and_type "${enroll}/train/enroll_spk1.scp,enroll_ref1,npy" \
+            --valid_data_path_and_name_and_type "${enroll}/valid/enroll_spk1.scp,enroll_ref1,npy"
     done
     pool_wait
 }
@@ -317,6 +353,20 @@ evaluation_jobs() {
                     echo "${model}/config.yaml ${model}/${inference_model} ${test} ${expdir}/${method}_${size}/fsl_${d}s/${spk}"
                 done
             done
+            [ "${spk_encoder}" = true ] || continue
+            # Conditioned generalist: each enrollment condition, static and refined embedding, the
+            # refinement's hop loop with e_0 alone (alpha 1), which separates the effect of
+            # hop-wise processing from that of the refined embedding, and the input-side ablation
+            # (the student embeds the mixture instead of the enhanced output).
+            model=${expdir}/conditioned_${size}/model
+            for enroll in "${expdir}/enroll/speakers/${spk}"/*.npy; do
+                [ -f "${enroll}" ] || die "no enrollment embeddings in ${expdir}/enroll/speakers/${spk}: run stage 3"
+                d=${expdir}/conditioned_${size}/enroll/$(basename "${enroll}" .npy)
+                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${d}_static/${spk} ${enroll}"
+                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${d}_hoploop/${spk} ${enroll} ${expdir}/spk_student/refine_e0.yaml"
+                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${d}_refined/${spk} ${enroll} ${expdir}/spk_student/refine.yaml"
+                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${d}_refined_input/${spk} ${enroll} ${expdir}/spk_student/refine_input.yaml"
+            done
         done
     done
 }
@@ -324,6 +374,7 @@ evaluation_jobs() {
 stage_7_score() {
     local logdir=${expdir}/evaluate n
     mkdir -p "${logdir}"
+    [ "${spk_encoder}" = true ] && write_refine_configs
     evaluation_jobs >"${logdir}/jobs.txt"
     n=$(wc -l <"${logdir}/jobs.txt")
     [ "${inference_nj}" -lt "${n}" ] || inference_nj=${n}
@@ -334,6 +385,7 @@ stage_7_score() {
     [ "${gpu_inference}" = true ] && device=cuda
     ${decode_cmd} JOB=1:"${inference_nj}" "${logdir}/evaluate.JOB.log" \
         ${python} -m espnet2_pse.bin.evaluate --jobs "${logdir}/jobs.JOB.txt" --device "${device}"
+    [ "${spk_encoder}" = true ] && spk_cost
     ${python} -m espnet2_pse.bin.make_results --exp_dir "${expdir}" --out "${expdir}/RESULTS.md"
     log "  results: ${PWD}/${expdir}/RESULTS.md"
 }
@@ -341,11 +393,14 @@ stage_7_score() {
 stage_8_pack_upload() {
     local list=${expdir}/packed/models.txt line config model out
     mkdir -p "${expdir}/packed"
-    # One zip per model dir (the generalist serves every speaker), named after its path.
+    # One zip per model dir (the generalist serves every speaker), named after its path; a
+    # conditioned model carries the teacher and student of its embedding space.
     evaluation_jobs | awk '$1 != "-" && !seen[$2]++ {print $1, $2}' | while read -r config model; do
         out=$(dirname "${model}")
         out=${out#"${expdir}"/}
-        echo "${config} ${model} ${expdir}/packed/$(echo "${out%/model}" | tr / -).zip"
+        line="${config} ${model} ${expdir}/packed/$(echo "${out%/model}" | tr / -).zip"
+        [[ "${out}" == conditioned_* ]] && line+=" $(spk_pack_extras)"
+        echo "${line}"
     done >"${list}"
     local options=()
     [ -f "${expdir}/RESULTS.md" ] && options=(--option "${expdir}/RESULTS.md")
