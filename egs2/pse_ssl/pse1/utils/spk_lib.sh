@@ -13,7 +13,7 @@ spk_teacher_args() {
 
 train_spk_teacher() {
     local train=${dumpdir}/generalist/train trials=${dumpdir}/spk/valid_trials
-    launch_train "${expdir}/spk_teacher" espnet2.bin.spk_train --config "${spk_teacher_config}" \
+    launch_train "${expdir}/spk_teacher" espnet2_pse.bin.spk_train --config "${spk_teacher_config}" \
         --spk_num "$(wc -l <"${train}/spk2utt")" --spk2utt "${train}/spk2utt" \
         --train_data_path_and_name_and_type "${train}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${train}/utt2spk,spk_labels,text" \
