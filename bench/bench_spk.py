@@ -8,7 +8,8 @@ STFT / mel layers, espnet2_pse.spk.complexity) for:
 - teachers: ESPnet's VoxCeleb ECAPA-TDNN (C=1024, 80 mels) and the in-recipe CPU teacher
   (conf/tuning/train_spk_teacher.yaml);
 - PSE models: ConvTasNetSkip at the paper's sizes (conv encoder/decoder N=512, L=16), the
-  default CPU recipe's model (N=64, preset "cpu") and the conditioned PConvTasNet (FiLM).
+  default CPU recipe's model (N=64, L=32, stride 16, preset "cpu") and the conditioned
+  PConvTasNet (FiLM).
 The table ends with the student's cost as a percentage of each PSE model's (goal: <= 2 %).
 
     python bench/bench_spk.py [--markdown out.md]
@@ -98,9 +99,9 @@ def pse_rows() -> List[Tuple[str, int, float]]:
         model = PSEModel(ConvTasNetSkip(512, preset=preset))
         rows.append((f"PSE ConvTasNetSkip {preset}", count_parameters(model),
                      macs_per_second(model, model, SECONDS, FS)))
-    # The default CPU recipe's model (conf/model/cpu.yaml): 64 encoder channels.
-    model = PSEModel(ConvTasNetSkip(64, preset="cpu"), channels=64)
-    rows.append(("PSE ConvTasNetSkip cpu (N=64)", count_parameters(model),
+    # The default CPU recipe's model (conf/model/cpu.yaml): 64 filters of 32 samples, stride 16.
+    model = PSEModel(ConvTasNetSkip(64, preset="cpu"), channels=64, kernel=32, stride=16)
+    rows.append(("PSE ConvTasNetSkip cpu (N=64, L=32)", count_parameters(model),
                  macs_per_second(model, model, SECONDS, FS)))
     model = PSEModel(PConvTasNet(512, preset="small", fusion="film"))
     rows.append(("PSE PConvTasNet small (FiLM)", count_parameters(model),
