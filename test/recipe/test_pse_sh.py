@@ -1,11 +1,12 @@
 """run.sh / pse.sh / path.sh / cmd.sh: stage selection, done markers, training launch."""
 
 import json
+import os
 import re
 
 import pytest
 
-from .shell import bash, write_exec
+from .shell import RECIPE, bash, write_exec
 
 
 def started_stages(res):
@@ -195,3 +196,16 @@ def test_speaker_encoder_stage_needs_the_speaker_sets(recipe):
     res = bash("./pse.sh --stage 3 --stop_stage 3 --methods pseudo_se --spk_encoder false", cwd=recipe)
     assert res.returncode == 0, res.stderr
     assert "the SNR predictor is not needed" in res.stderr
+
+
+def test_results_older_than_a_retrained_model_are_removed(tmp_path):
+    """Stage 3 redoes EERs and enrollments whose teacher/student was retrained since."""
+    for name, age in (("old.yaml", 300), ("model.pth", 200), ("new.yaml", 100)):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (1e9 - age, 1e9 - age))
+    lib = RECIPE / "utils" / "spk_lib.sh"
+    res = bash(f". {lib}; remove_older_than model.pth old.yaml new.yaml missing.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "new.yaml"]
+    res = bash(f". {lib}; remove_older_than no_model.pth new.yaml", cwd=tmp_path)
+    assert res.returncode == 0 and (tmp_path / "new.yaml").exists()  # nothing to compare with

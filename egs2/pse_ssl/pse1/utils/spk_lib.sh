@@ -24,6 +24,15 @@ train_spk_teacher() {
         --valid_shape_file "${trials}/speech_shape"
 }
 
+# remove_older_than MODEL FILE...: deletes the FILEs older than MODEL, so that results of a
+# retrained teacher or student are redone instead of kept.
+remove_older_than() {
+    local model=$1 f
+    shift
+    [ -e "${model}" ] || return 0
+    for f in "$@"; do [ ! -e "${f}" ] || [ "${f}" -nt "${model}" ] || rm -f "${f}"; done
+}
+
 # spk_eer NAME MODEL_TYPE MAX_SECONDS MODEL_ARGS [NOISE]: one EER into <expdir>/spk_eval/NAME.yaml.
 spk_eer() {
     local out=${expdir}/spk_eval/$1.yaml noise=()
@@ -50,6 +59,9 @@ stage_3_speaker_encoders() {
         --valid_data_path_and_name_and_type "${valid}/utt2spk,spk_labels,text" \
         --valid_shape_file "${valid}/speech_shape"
     mkdir -p "${expdir}/spk_eval"
+    remove_older_than "${expdir}/spk_teacher/valid.eer.best.pth" "${expdir}"/spk_eval/teacher_*.yaml \
+        "${expdir}/done_markers/stage3_enroll"
+    remove_older_than "${expdir}/spk_student/${inference_model}" "${expdir}"/spk_eval/student_*.yaml
     local student="--train_config ${expdir}/spk_student/config.yaml --model_file ${expdir}/spk_student/${inference_model}"
     local noise
     window=$(${python} -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['window_s'])" "${refine_config}")
