@@ -253,7 +253,7 @@ def build_enhancer(args: argparse.Namespace, separate_speech):
         return ChunkedEnhancer(separate_speech, args.model_fs, args.chunk_seconds or None,
                                args.overlap_seconds, enroll)
     try:
-        student = load_student(args, args.device)
+        student = load_student(args.student_config, args.student_model, args.device)
     except Exception as err:  # missing files, bad YAML, mismatched weights
         raise UsageError(f"cannot load the student {args.student_model}: {type(err).__name__}: {err}") from None
     return ConditionedEnhancer(separate_speech, enroll, args.model_fs, student, refinement)

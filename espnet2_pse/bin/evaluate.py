@@ -31,7 +31,7 @@ from espnet2.bin.enh_inference import SeparateSpeech
 from espnet2_pse.bin.score import score
 from espnet2_pse.data.kaldi_dir import read_table, write_table
 from espnet2_pse.inference.chunked import ChunkedEnhancer
-from espnet2_pse.inference.conditioned import ConditionedEnhancer, RefinementOptions
+from espnet2_pse.inference.conditioned import ConditionedEnhancer, RefinementOptions, load_student
 
 
 class Job(NamedTuple):
@@ -60,8 +60,6 @@ def read_jobs(path: Path) -> List[Job]:
 
 def load_refinement(path: Path, device: str):
     """(student, RefinementOptions) from a refine.yaml (see the module docstring)."""
-    from espnet2_pse.tasks.spk_distill import SpkDistillTask
-
     options = yaml.safe_load(path.read_text()) or {}
     try:
         student_files = options.pop("student_config"), options.pop("student_model")
@@ -71,7 +69,7 @@ def load_refinement(path: Path, device: str):
         refinement = RefinementOptions(**options)
     except TypeError as err:
         raise ValueError(f"{path}: {err}") from None
-    return SpkDistillTask.build_student_from_file(*student_files, device), refinement
+    return load_student(*student_files, device), refinement
 
 
 def enhance_dir(enhancer, test_dir: Path, out: Path) -> Path:

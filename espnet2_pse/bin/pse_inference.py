@@ -97,7 +97,7 @@ def conditioned_inference(args: argparse.Namespace, refinement: Optional[Refinem
     if kind == AUDIO and refinement is not None:
         raise ValueError("--refine needs a model conditioned on speaker embeddings; this one embeds "
                          "enrollment audio with its internal speaker_encoder")
-    student = load_student(args, device) if refinement is not None else None
+    student = load_student(args.student_config, args.student_model, device) if refinement is not None else None
     enroll_file = next(path for path, name, _ in args.data_path_and_name_and_type if name == ENROLL_NAME)
     train_args = separate_speech.enh_train_args
     loader = PSETask.build_streaming_iterator(

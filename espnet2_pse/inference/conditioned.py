@@ -16,13 +16,12 @@ Command-line entry points share :func:`add_refinement_arguments` (the ``--refine
 import argparse
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Dict, Optional, Union
+from typing import Dict, Optional
 
 import numpy as np
-import soxr
 import torch
 
-from espnet2_pse.inference.chunked import ChunkedEnhancer, EnhanceResult
+from espnet2_pse.inference.chunked import ChunkedEnhancer
 from espnet2_pse.spk.refinement import SOURCES, EmbeddingRefiner, enhance_with_refinement
 
 # What a speaker-conditioned separator reads from enroll_ref1.
@@ -138,19 +137,22 @@ def refinement_from_args(args: argparse.Namespace, require_student: bool = True)
     return RefinementOptions(**{f.name: getattr(args, f"refine_{f.name}") for f in fields(RefinementOptions)})
 
 
-def load_student(args: argparse.Namespace, device: str = "cpu") -> torch.nn.Module:
-    """The student named by ``--student_config/--student_model``, in eval mode."""
+def load_student(config: Optional[str], model_file: Optional[str], device: str = "cpu") -> torch.nn.Module:
+    """A distilled student (spk_distill_train's config.yaml and .pth), in eval mode."""
     from espnet2_pse.tasks.spk_distill import SpkDistillTask
 
-    for option in ("student_config", "student_model"):
-        path = getattr(args, option)
+    for name, path in (("student_config", config), ("student_model", model_file)):
         if path is not None and not os.path.isfile(path):
-            raise FileNotFoundError(f"--{option} {path} does not exist")
-    return SpkDistillTask.build_student_from_file(args.student_config, args.student_model, device)
+            raise FileNotFoundError(f"{name} {path} does not exist")
+    return SpkDistillTask.build_student_from_file(config, model_file, device)
 
 
-class ConditionedEnhancer:
+class ConditionedEnhancer(ChunkedEnhancer):
     """Enhance whole signals with a speaker-conditioned separator.
+
+    A :class:`ChunkedEnhancer` that processes each signal in one piece (resampling, file
+    handling and checks are its) and, with ``refinement``, replaces the single network pass by
+    the causal hop loop.
 
     Args:
         separate_speech: ESPnet ``SeparateSpeech`` of a model whose separator reads
@@ -188,9 +190,8 @@ class ConditionedEnhancer:
                 "refinement needs a model conditioned on speaker embeddings; this one embeds "
                 "enrollment audio with its internal speaker_encoder"
             )
-        self.chunked = ChunkedEnhancer(separate_speech, model_fs, chunk_seconds=None, enroll=embedding)
+        super().__init__(separate_speech, model_fs, chunk_seconds=None, enroll=embedding)
         self.embedding = embedding
-        self.model_fs = int(model_fs)
         self.student = student
         self.refinement = refinement
         self.last_stats: Dict[str, float] = {}
@@ -205,16 +206,21 @@ class ConditionedEnhancer:
             self.student, torch.from_numpy(self.embedding), sample_rate=self.model_fs, **options
         )
 
-    def enhance_model_rate(self, x: np.ndarray) -> np.ndarray:
-        """(T,) mono float32 at the model rate -> (T,) enhanced."""
-        if self.refinement is None:
-            return self.chunked.enhance_model_rate(x)
+    def enhance_model_rate(
+        self, x: np.ndarray, additional: Optional[Dict[str, torch.Tensor]] = None
+    ) -> np.ndarray:
+        """(T,) mono float32 at the model rate -> (T,) enhanced.
+
+        With ``refinement`` and no ``additional``: the hop loop; each hop's single pass comes
+        back here with its embedding as ``additional``.
+        """
+        if self.refinement is None or additional is not None:
+            return super().enhance_model_rate(x, additional)
         refiner = self._refiner()
-        device, dtype = self.chunked.device, self.chunked.dtype
 
         def enhance(segment: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-            additional = {"enroll_ref1": embedding[None].to(device=device, dtype=dtype)}
-            return torch.from_numpy(self.chunked.enhance_model_rate(segment.numpy(), additional))
+            conditioning = {"enroll_ref1": embedding[None].to(device=self.device, dtype=self.dtype)}
+            return torch.from_numpy(self.enhance_model_rate(segment.numpy(), conditioning))
 
         enhanced, used = enhance_with_refinement(
             enhance, torch.from_numpy(x), refiner, self.refinement.context_s, self.model_fs,
@@ -229,40 +235,3 @@ class ConditionedEnhancer:
             "max_cosine_distance_to_enrollment": drift,
         }
         return enhanced.numpy()
-
-    def enhance_array(self, x: np.ndarray, fs: int) -> np.ndarray:
-        """(T,) or (T, C) float audio at ``fs`` -> (T,) enhanced mono at ``fs``."""
-        x = np.asarray(x, dtype=np.float32)
-        mono = x.mean(axis=1) if x.ndim == 2 else x
-        n = mono.shape[0]
-        if fs != self.model_fs:
-            mono = soxr.resample(mono, fs, self.model_fs).astype(np.float32)
-        y = self.enhance_model_rate(mono)
-        if fs != self.model_fs:
-            y = soxr.resample(y, self.model_fs, fs)
-        return np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32)
-
-    def enhance_file(
-        self, src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
-        on_chunk: Optional[Callable[[int, int], None]] = None,
-    ) -> EnhanceResult:
-        """Enhance file ``src`` into ``dst`` in one piece (the whole signal in memory).
-
-        Reading, checks, output container, clipping and the temporary name are those of
-        :meth:`ChunkedEnhancer.enhance_file`; ``last_stats`` describes the refinement.
-        """
-        return _WholeFile(self).enhance_file(src, dst, on_chunk)
-
-
-class _WholeFile(ChunkedEnhancer):
-    """ChunkedEnhancer's file handling around one :meth:`ConditionedEnhancer.enhance_array`."""
-
-    def __init__(self, owner: ConditionedEnhancer):
-        super().__init__(owner.chunked.separate_speech, owner.model_fs, chunk_seconds=None)
-        self.owner = owner
-
-    def run(self, read, frames, fs, emit, on_chunk=None) -> int:
-        emit(self.owner.enhance_array(read(0, frames), fs))
-        if on_chunk is not None:
-            on_chunk(1, 1)
-        return 1
