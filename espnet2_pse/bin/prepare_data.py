@@ -4,6 +4,8 @@
 Examples:
     # embedded synthetic corpus (offline default)
     python -m espnet2_pse.bin.prepare_data --out data
+    # real recorded voices and sound effects from Debian packages (make -C tools fetches them)
+    python -m espnet2_pse.bin.prepare_data --out data --corpus debian_real
     # the paper's corpora
     python -m espnet2_pse.bin.prepare_data --out data --corpus librispeech \\
         --librispeech /corpora/LibriSpeech --fsd50k /corpora/FSD50K --musan /corpora/musan
@@ -21,6 +23,7 @@ from typing import List, Optional
 
 import torch
 
+from espnet2_pse.data.debian_real import DebianConfig
 from espnet2_pse.data.embedded import EmbeddedConfig
 from espnet2_pse.data.layout import LayoutConfig
 from espnet2_pse.data.prepare import prepare_corpus
@@ -30,6 +33,8 @@ from espnet2_pse.data.user import UserConfig, prepare_user
 # Defaults that differ per corpus: the embedded corpus is a scaled-down version of the paper's.
 _CORPUS_DEFAULTS = {
     "embedded": {"split_scale": 0.25, "test_mixtures": 20, "val_mixtures": 16},
+    # 60 s test / 60 s val / 120 s few-shot / 60 s preval per voice; about 33 min stay for pretrain.
+    "debian_real": {"split_scale": 2.0, "test_mixtures": 30, "val_mixtures": 32},
     "librispeech": {"split_scale": 1.0, "test_mixtures": 100, "val_mixtures": 64},
 }
 
@@ -82,6 +87,16 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_validation", type=int, default=4)
     g.add_argument("--minutes_per_speaker", type=float, default=1.75)
     g.add_argument("--noise_files_per_family", type=int, default=6)
+    g = p.add_argument_group("debian_real corpus (packages listed in espnet2_pse/data/debian_sources.py)")
+    g.add_argument("--debian_dir", default="",
+                   help="where the packages are unpacked (default: $ESPNET2_PSE_DEBIAN_DIR or "
+                   "~/.cache/espnet2_pse/debian, as espnet2_pse.bin.fetch_debian writes it)")
+    g.add_argument("--debian_targets", type=_ids, default=[],
+                   help="comma-separated target voices (default: all, fillets_cs_m,fillets_cs_v,...)")
+    g.add_argument("--debian_target_minutes", type=float, default=0.0, help="minutes per target voice (0: all)")
+    g.add_argument("--debian_other_minutes", type=float, default=0.0,
+                   help="minutes per validation/generalist voice (0: all)")
+    g.add_argument("--debian_noise_minutes", type=float, default=0.0, help="minutes per noise package (0: all)")
     g = p.add_argument_group("real corpora (librispeech)")
     g.add_argument("--librispeech", default="", help="LibriSpeech root (holding LibriSpeech/ or the subsets)")
     g.add_argument("--fsd50k", default="", help="FSD50K root (FSD50K.dev_audio/, FSD50K.ground_truth/, ...)")
@@ -110,6 +125,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--user_test_dir", default="", help="optional folder with noisy/ and clean/ paired files")
     g.add_argument("--user_name", default="user")
     g.add_argument("--user_segment_seconds", type=float, default=8.0, help="longer recordings are cut")
+    g.add_argument("--user_preval_seconds", type=float, default=None,
+                   help="held-out noisy seconds for model selection (at most a fifth of the recordings; "
+                   "default: 30 s x --split_scale)")
+    g.add_argument("--user_fsl_val_seconds", type=float, default=None,
+                   help="held-out clean seconds for the few-shot validation (at most a third of the clean "
+                   "speech; default: 30 s x --split_scale)")
     return p
 
 
@@ -139,6 +160,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
             num_validation=args.num_validation,
             minutes_per_speaker=args.minutes_per_speaker,
             noise_files_per_family=args.noise_files_per_family,
+            seed=args.seed,
+        )
+    elif corpus == "debian_real":
+        corpus_cfg = DebianConfig(
+            debian_dir=str(Path(args.debian_dir).absolute()) if args.debian_dir else "",
+            targets=tuple(args.debian_targets),
+            target_minutes=args.debian_target_minutes,
+            other_minutes=args.debian_other_minutes,
+            noise_minutes=args.debian_noise_minutes,
             seed=args.seed,
         )
     else:
@@ -172,8 +202,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
             clean_dir=str(Path(args.user_clean_dir).absolute()) if args.user_clean_dir else "",
             test_dir=str(Path(args.user_test_dir).absolute()) if args.user_test_dir else "",
             segment_seconds=args.user_segment_seconds,
-            preval_seconds=30.0 * args.split_scale,
-            fsl_val_seconds=30.0 * args.split_scale,
+            preval_seconds=args.user_preval_seconds or 30.0 * args.split_scale,
+            fsl_val_seconds=args.user_fsl_val_seconds or 30.0 * args.split_scale,
             val_mixtures=args.val_mixtures,
             mixture_seconds=args.mixture_seconds,
             seed=args.seed,

@@ -36,7 +36,8 @@ class Sources:
     """What a corpus preparation hands to :func:`write_layout`.
 
     ``speakers[spk]`` are Items labelled with the speaker id; ``noise[bank]`` Items labelled
-    with their family; ``speaker_info[spk]`` extra fields for meta.yaml (gender, voice, ...).
+    with their family; ``speaker_info[spk]`` extra fields for meta.yaml (gender, voice, ...);
+    ``provenance`` what the build came from (package versions), recorded in ``.done``.
     """
 
     corpus: str
@@ -44,6 +45,7 @@ class Sources:
     roles: Dict[str, List[str]]
     noise: Dict[str, List[Item]]
     speaker_info: Dict[str, dict] = field(default_factory=dict)
+    provenance: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

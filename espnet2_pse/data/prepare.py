@@ -15,10 +15,11 @@ from typing import Union
 
 import yaml
 
-from espnet2_pse.data import embedded, real_corpora
+from espnet2_pse.data import debian_real, embedded, real_corpora
 from espnet2_pse.data.audio import Rejections
 from espnet2_pse.data.layout import LayoutConfig, write_layout, write_yaml
 
+CORPORA = ("embedded", "debian_real", "librispeech")
 # Everything a corpus build creates directly under the root.
 ENTRIES = ("audio", "noise", "generalist", "speakers", "roles.yaml", "rejected.txt", ".done", ".building")
 
@@ -43,10 +44,10 @@ def prepare_corpus(
     out: Union[str, os.PathLike],
     corpus: str,
     layout_cfg: LayoutConfig,
-    corpus_cfg: Union[embedded.EmbeddedConfig, real_corpora.RealConfig],
+    corpus_cfg: Union[embedded.EmbeddedConfig, real_corpora.RealConfig, debian_real.DebianConfig],
     nj: int = 1,
 ) -> bool:
-    """Build the data root ``out`` for ``corpus`` ("embedded" or "librispeech").
+    """Build the data root ``out`` for ``corpus`` (one of :data:`CORPORA`).
 
     Returns:
         True if it was built now, False if it was already complete (no-op).
@@ -75,8 +76,8 @@ def prepare_corpus(
         raise ValueError(
             f"{out} holds data without a .done marker (not a finished prepare_data run); remove it"
         )
-    if corpus not in ("embedded", "librispeech"):
-        raise ValueError(f"unknown corpus {corpus!r} (choose embedded or librispeech)")
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r} (choose one of {', '.join(CORPORA)})")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / ".building").touch()
@@ -85,6 +86,8 @@ def prepare_corpus(
     try:
         if corpus == "embedded":
             sources = embedded.build_sources(out, corpus_cfg, nj)
+        elif corpus == "debian_real":
+            sources = debian_real.build_sources(out, corpus_cfg, nj, rejections)
         else:
             sources = real_corpora.build_sources(out, corpus_cfg, nj, rejections)
     except Exception:
@@ -106,6 +109,8 @@ def prepare_corpus(
         "audio_mb": round(_size_mb(out / "audio"), 1),
         "build_seconds": round(time.time() - start, 1),
     }
+    if sources.provenance:
+        stats["provenance"] = dict(sources.provenance)
     write_yaml(done, {"config": config, "stats": stats})
     (out / ".building").unlink()
     logging.info("%s: done: %s", out, stats)

@@ -3,17 +3,20 @@
 #
 #   ./run.sh                                   embedded synthetic corpus, stages 1-8
 #   ./run.sh --corpus librispeech              LibriSpeech + noise corpora (paths in db.sh)
+#   ./run.sh --corpus debian_real              real voices and sound effects from Debian packages
+#                                              (python -m espnet2_pse.bin.fetch_debian unpacks them)
 #   ./run.sh --corpus user --local_data_opts "--user_noisy_dir DIR [--user_clean_dir DIR]"
 #   ./run.sh --stage 7 --stop_stage 7          any pse.sh option (./run.sh --help lists them)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-corpus=embedded        # embedded | librispeech | user
+corpus=embedded        # embedded | librispeech | debian_real | user
 local_data_opts=""     # extra options for local/data.sh (e.g. the user's folders)
-known_corpora="embedded librispeech user"
+known_corpora="embedded librispeech debian_real user"
 
 usage() {
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    # The header comment (up to the first code line) is the usage text.
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
     echo
     echo "run.sh options:"
     echo "  --corpus NAME          one of: ${known_corpora} (default: ${corpus})"
