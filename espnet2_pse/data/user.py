@@ -11,6 +11,10 @@ it); files shorter than ``min_seconds`` are rejected like any bad file.
   test_dir (optional)    -> test, from noisy/ and clean/ subfolders with matching file names
 The noise banks are the corpus's (the data root must be prepared first); the user is added to
 roles.yaml's target list, so the SSL stages run on them unchanged, and to its 'user' list.
+
+The three folders make three parts of the build, each with its own marker
+(``speakers/<user>/.{noisy,clean,test}.done``, the settings the part was made with), so a
+zero-shot build can later get a clean_dir (or lose it) without its noisy part being redone.
 """
 
 import logging
@@ -160,8 +164,188 @@ def _noise_items(out: Path, bank: str) -> List[Item]:
     return [Item(k, d.wav[k], d.utt2dur[k], fam.get(k, "")) for k in d.keys]
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One piece of a user's build, made, kept and removed independently of the others.
+
+    ``switch`` is the UserConfig folder that turns it on; ``settings`` the UserConfig fields it
+    depends on (what its marker ``speakers/<user>/.<name>.done`` holds); ``data_dirs`` live
+    under ``speakers/<user>`` and ``audio_dirs`` under ``audio/user/<user>``.
+    """
+
+    name: str
+    switch: str
+    settings: Tuple[str, ...]
+    data_dirs: Tuple[str, ...]
+    audio_dirs: Tuple[str, ...]
+
+
+# The cutting and mixing settings that both recording parts use.
+_SHARED = ("name", "segment_seconds", "min_seconds", "val_mixtures", "mixture_seconds", "inject_snr", "seed")
+NOISY = _Part(
+    "noisy",
+    "noisy_dir",
+    ("noisy_dir", "preval_seconds") + _SHARED,
+    data_dirs=("pretrain", "preval"),
+    audio_dirs=("noisy", "mix/preval"),
+)
+CLEAN = _Part(
+    "clean",
+    "clean_dir",
+    ("clean_dir", "fsl_val_seconds") + _SHARED,
+    data_dirs=("fsl_train", "fsl_val"),
+    audio_dirs=("clean", "mix/fsl_val"),
+)
+TEST = _Part("test", "test_dir", ("name", "test_dir", "min_seconds"), ("test",), ("test",))
+PARTS = (NOISY, CLEAN, TEST)
+
+
+def _settings(part: _Part, full: dict) -> dict:
+    """The part's own settings out of a whole UserConfig dict, in the config's field order."""
+    return {k: v for k, v in full.items() if k in part.settings}
+
+
+def _marker(base: Path, part: _Part) -> Path:
+    return base / f".{part.name}.done"
+
+
+def _rejected_path(base: Path, part: _Part) -> Path:
+    # Each part keeps its own rejections so that rejected.txt can be rebuilt from kept parts.
+    return base / f".{part.name}.rejected.txt"
+
+
+def _read_yaml(path: Path) -> Optional[dict]:
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _read_rejections(path: Path) -> List[Tuple[str, str]]:
+    if not path.is_file():
+        return []
+    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _write_rejections(path: Path, items: List[Tuple[str, str]]) -> None:
+    rej = Rejections()
+    rej.items = list(items)  # already logged when they were found
+    rej.write(path)
+
+
+def _differences(old: dict, new: dict) -> str:
+    """'key: old -> new' for every setting that differs, for error messages."""
+
+    def shown(d: dict, k: str) -> str:
+        return repr(d[k]) if k in d else "(unset)"
+
+    keys = list(new) + [k for k in old if k not in new]
+    return ", ".join(f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys if old.get(k) != new.get(k))
+
+
+def _is_current(base: Path, part: _Part, settings: dict) -> bool:
+    return _read_yaml(_marker(base, part)) == settings and all(
+        (base / d / "wav.scp").is_file() for d in part.data_dirs
+    )
+
+
+def _has_files(base: Path, audio: Path, part: _Part) -> bool:
+    return (
+        _marker(base, part).exists()
+        or any((base / d).exists() for d in part.data_dirs)
+        or any((audio / d).exists() for d in part.audio_dirs)
+    )
+
+
+def _clear_part(base: Path, audio: Path, part: _Part) -> None:
+    """Remove a part: its marker first, so that a crash midway leaves it unfinished, not done."""
+    _marker(base, part).unlink(missing_ok=True)
+    _rejected_path(base, part).unlink(missing_ok=True)
+    for d in part.data_dirs:
+        shutil.rmtree(base / d, ignore_errors=True)
+        # write_data_dir's temporary and replaced copies, left behind by a killed run.
+        for stray in list(base.glob(f".{d}.tmp*")) + list(base.glob(f".{d}.old*")):
+            shutil.rmtree(stray, ignore_errors=True)
+    for d in part.audio_dirs:
+        shutil.rmtree(audio / d, ignore_errors=True)
+
+
+def _mixtures(
+    base: Path, audio: Path, cfg: UserConfig, inject_val: List[Item], name: str, items: List[Item]
+) -> None:
+    """Fixed validation mixtures of ``items`` with inject_val noise -> ``base/name``."""
+    rng = derive_rng(cfg.seed, "user", cfg.name, name)
+    wav, spk1, utt2spk, extra = make_fixed_mixtures(
+        audio / "mix" / name,
+        name,
+        items,
+        inject_val,
+        cfg.val_mixtures,
+        rng,
+        cfg.inject_snr,
+        cfg.mixture_seconds,
+    )
+    write_data_dir(base / name, wav, utt2spk, spk1=spk1, extra=extra)
+
+
+def _build_noisy(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: List[Item]) -> Rejections:
+    """pretrain (the recordings' segments, premixed) and preval (held-out segments + noise)."""
+    rejections = Rejections()
+    noisy = _segments(cfg.noisy_dir, audio / "noisy", cfg, nj, rejections, "noisy")
+    total = sum(i.seconds for i in noisy)
+    splits = split_by_duration(
+        {i.key: i.seconds for i in noisy},
+        [("preval", min(cfg.preval_seconds, total / 5))],
+        who=f"user {cfg.name} noisy recordings",
+    )
+    pre = speaker_items(noisy, splits["pretrain"])
+    write_data_dir(
+        base / "pretrain", {i.key: i.path for i in pre}, {i.key: cfg.name for i in pre}, spk1="same"
+    )
+    _mixtures(base, audio, cfg, inject_val, "preval", speaker_items(noisy, splits["preval"]))
+    return rejections
+
+
+def _build_clean(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: List[Item]) -> Rejections:
+    """fsl_train (clean segments) and fsl_val (held-out clean segments + noise)."""
+    rejections = Rejections()
+    clean = _segments(cfg.clean_dir, audio / "clean", cfg, nj, rejections, "clean")
+    total = sum(i.seconds for i in clean)
+    csplit = split_by_duration(
+        {i.key: i.seconds for i in clean},
+        [("val", min(cfg.fsl_val_seconds, total / 3))],
+        rest="train",
+        who=f"user {cfg.name} clean recordings",
+    )
+    tr = speaker_items(clean, csplit["train"])
+    write_data_dir(
+        base / "fsl_train", {i.key: i.path for i in tr}, {i.key: cfg.name for i in tr}, spk1="same"
+    )
+    _mixtures(base, audio, cfg, inject_val, "fsl_val", speaker_items(clean, csplit["val"]))
+    return rejections
+
+
+def _build_test(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: List[Item]) -> Rejections:
+    """test: the paired noisy/clean files as they are."""
+    rejections = Rejections()
+    wav, spk1, utt2spk, utt2snr = _test_pairs(cfg.test_dir, audio / "test", cfg, rejections)
+    write_data_dir(base / "test", wav, utt2spk, spk1=spk1, extra={"utt2snr": utt2snr})
+    return rejections
+
+
+_VERBS = {"keep": "kept", "build": "built", "remove": "removed"}
+_BUILDERS = {NOISY.name: _build_noisy, CLEAN.name: _build_clean, TEST.name: _build_test}
+
+
 def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
-    """Add ``speakers/<name>`` for the user's recordings; False if it already exists (no-op)."""
+    """Add or update ``speakers/<name>`` for the user's recordings; False if nothing was done.
+
+    The build has three parts (noisy: pretrain + preval, clean: fsl_train + fsl_val, test), each
+    with a marker ``.<part>.done`` holding the settings it was made with. A matching part is kept
+    as it is (its files are not rewritten); a clean or test part whose folder or settings changed
+    is rebuilt alone, and removed when its folder is no longer given; an unfinished part is
+    cleared and rebuilt. A finished noisy part is never rebuilt with other settings (the zero-shot
+    model is trained on it): that is a ValueError. ``.done`` (the whole config) is written last.
+    """
     if not _NAME.match(cfg.name):
         raise ValueError(f"user name {cfg.name!r}: use letters, digits, '_', '-' or '.'")
     roles_path = out / "roles.yaml"
@@ -171,73 +355,67 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
     base = out / "speakers" / cfg.name
     audio = out / "audio" / "user" / cfg.name
     done = base / ".done"
-    if done.is_file():
-        old = yaml.safe_load(done.read_text(encoding="utf-8"))
-        if old != cfg.to_dict():
-            raise ValueError(
-                f"{base} was prepared with other settings ({old}); remove it or pick another --user_name"
-            )
+    full = cfg.to_dict()
+    old_noisy = _read_yaml(_marker(base, NOISY))
+    if old_noisy is not None and old_noisy != _settings(NOISY, full):
+        raise ValueError(
+            f"{base} was prepared with other settings ({_differences(old_noisy, _settings(NOISY, full))}); "
+            "its noisy part (pretrain, preval) is what the zero-shot model learns from, so it is not "
+            "rebuilt: remove it or pick another --user_name"
+        )
+    # Without a finished noisy part nothing else can be trusted: the build starts over.
+    fresh = not _is_current(base, NOISY, _settings(NOISY, full))
+    plan = {}
+    for part in PARTS:
+        wanted = bool(full[part.switch])
+        if fresh:
+            plan[part.name] = "build" if wanted else "absent"
+        elif wanted:
+            plan[part.name] = "keep" if _is_current(base, part, _settings(part, full)) else "build"
+        else:
+            plan[part.name] = "remove" if _has_files(base, audio, part) else "absent"
+    if all(a in ("keep", "absent") for a in plan.values()) and _read_yaml(done) == full:
         logging.info("%s is complete; nothing to do", base)
         return False
+
     meta_path = base / "meta.yaml"
-    is_user = (
-        meta_path.is_file() and yaml.safe_load(meta_path.read_text(encoding="utf-8")).get("source") == "user"
+    is_user = old_noisy is not None or (
+        meta_path.is_file() and (_read_yaml(meta_path) or {}).get("source") == "user"
     )
     if any(cfg.name in spks for spks in roles.values()) and not is_user:
         raise ValueError(f"user name {cfg.name} is already a corpus speaker; pick another --user_name")
-    if base.exists() or audio.exists():
+    # The summary marker goes first and comes back last, once every part agrees with it.
+    done.unlink(missing_ok=True)
+    if fresh and (base.exists() or audio.exists()):
         logging.warning("removing the incomplete user build %s", base)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(audio, ignore_errors=True)
-    base.mkdir(parents=True)
-    rejections = Rejections()
-    inject_val = _noise_items(out, "inject_val")
+    base.mkdir(parents=True, exist_ok=True)
+    inject_val: Optional[List[Item]] = None
+    for part in PARTS:
+        action = plan[part.name]
+        if action == "remove":
+            logging.info("user %s: removing the %s part (no %s given)", cfg.name, part.name, part.switch)
+            _clear_part(base, audio, part)
+        elif action == "build":
+            if _has_files(base, audio, part):
+                logging.info(
+                    "user %s: rebuilding the %s part (other settings or unfinished)", cfg.name, part.name
+                )
+                _clear_part(base, audio, part)
+            if inject_val is None:
+                inject_val = _noise_items(out, "inject_val")
+            rejections = _BUILDERS[part.name](base, audio, cfg, nj, inject_val)
+            rejections.write(_rejected_path(base, part))
+            write_yaml(_marker(base, part), _settings(part, full))
 
-    def mixtures(name: str, items: List[Item]) -> None:
-        rng = derive_rng(cfg.seed, "user", cfg.name, name)
-        wav, spk1, utt2spk, extra = make_fixed_mixtures(
-            audio / "mix" / name,
-            name,
-            items,
-            inject_val,
-            cfg.val_mixtures,
-            rng,
-            cfg.inject_snr,
-            cfg.mixture_seconds,
-        )
-        write_data_dir(base / name, wav, utt2spk, spk1=spk1, extra=extra)
-
-    noisy = _segments(cfg.noisy_dir, audio / "noisy", cfg, nj, rejections, "noisy")
-    splits = split_by_duration(
-        {i.key: i.seconds for i in noisy},
-        [("preval", cfg.preval_seconds)],
-        who=f"user {cfg.name} noisy recordings",
-    )
-    pre = speaker_items(noisy, splits["pretrain"])
-    write_data_dir(
-        base / "pretrain", {i.key: i.path for i in pre}, {i.key: cfg.name for i in pre}, spk1="same"
-    )
-    mixtures("preval", speaker_items(noisy, splits["preval"]))
-    if cfg.clean_dir:
-        clean = _segments(cfg.clean_dir, audio / "clean", cfg, nj, rejections, "clean")
-        total = sum(i.seconds for i in clean)
-        csplit = split_by_duration(
-            {i.key: i.seconds for i in clean},
-            [("val", min(cfg.fsl_val_seconds, total / 3))],
-            rest="train",
-            who=f"user {cfg.name} clean recordings",
-        )
-        tr = speaker_items(clean, csplit["train"])
-        write_data_dir(
-            base / "fsl_train", {i.key: i.path for i in tr}, {i.key: cfg.name for i in tr}, spk1="same"
-        )
-        mixtures("fsl_val", speaker_items(clean, csplit["val"]))
-    if cfg.test_dir:
-        wav, spk1, utt2spk, utt2snr = _test_pairs(cfg.test_dir, audio / "test", cfg, rejections)
-        write_data_dir(base / "test", wav, utt2spk, spk1=spk1, extra={"utt2snr": utt2snr})
-    rejections.write(base / "rejected.txt")
+    rejected: List[Tuple[str, str]] = []
+    for part in PARTS:
+        if full[part.switch]:
+            rejected.extend(_read_rejections(_rejected_path(base, part)))
+    _write_rejections(base / "rejected.txt", rejected)
     write_yaml(
-        base / "meta.yaml",
+        meta_path,
         {
             "speaker": cfg.name,
             "source": "user",
@@ -245,8 +423,8 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
             "has_clean": bool(cfg.clean_dir),
             "has_test": bool(cfg.test_dir),
             "noisy_dir": str(Path(cfg.noisy_dir).absolute()),
-            "pretrain_seconds": round(sum(i.seconds for i in pre), 3),
-            "rejected_files": len(rejections),
+            "pretrain_seconds": round(read_data_dir(base / "pretrain").total_seconds(), 3),
+            "rejected_files": len(rejected),
         },
     )
     if cfg.name not in roles["target"]:
@@ -255,12 +433,12 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
     if cfg.name not in roles.get("user", []):
         roles["user"] = list(roles.get("user", [])) + [cfg.name]
     write_yaml(roles_path, roles)
-    write_yaml(done, cfg.to_dict())
+    write_yaml(done, full)
     logging.info(
-        "user %s: %d noisy segments, %d file(s) rejected (%s)",
+        "user %s: %s; %d file(s) rejected (%s)",
         cfg.name,
-        len(noisy),
-        len(rejections),
+        ", ".join(f"{name} {_VERBS[action]}" for name, action in plan.items() if action != "absent"),
+        len(rejected),
         base / "rejected.txt",
     )
     return True

@@ -11,6 +11,11 @@ out with cos^2 and the later fades in with sin^2 (the two weights sum to 1), so 
 edges, where the network lacks context and the resampler pads, get weights near 0. The
 output has exactly as many samples as the input, at the input rate, in one channel.
 
+The model's encoder needs a minimum number of samples per pass (one conv kernel, or about
+half an STFT window; see :func:`min_input_samples`). A signal that is shorter than that at the
+model rate is refused with :class:`TooShortError`; a short chunk of a longer signal (possible
+with little or no overlap) is zero-padded to it instead.
+
 A network with only local layers (per-frame norms such as chLN or cLN) gives the same output
 chunked as in one piece, up to float rounding, once the overlap exceeds its receptive field.
 Global normalisation (gLN, ConvTasNetSkip's default) sees each chunk's own statistics, so the
@@ -29,6 +34,7 @@ import soxr
 import torch
 
 from espnet2_pse.data.audio import AudioError
+from espnet2_pse.inference.backends import make_backend
 
 PathLike = Union[str, os.PathLike]
 # Output container by file suffix; other suffixes keep the input's container.
@@ -36,6 +42,37 @@ FORMAT_BY_SUFFIX = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # Subtypes that store floats as they are; every other one is clipped to [-1, 1] first,
 # since libsndfile wraps out-of-range floats around when converting to integers.
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
+def min_input_samples(model) -> int:
+    """Fewest samples, at the model rate, that one pass of ``model``'s encoder accepts.
+
+    ESPnet's ConvEncoder needs one kernel (``kernel_size``); STFTEncoder one window of
+    ``n_fft`` samples, or with centred frames just over half of it (torch reflect-pads
+    ``n_fft // 2`` samples on each side, which must be fewer than the input's). Other
+    encoders (e.g. the null one) are assumed to take any length: 1.
+    """
+    encoder = getattr(model, "encoder", None)
+    stft = getattr(encoder, "stft", None)
+    if isinstance(getattr(stft, "n_fft", None), int):
+        return stft.n_fft // 2 + 1 if getattr(stft, "center", True) else stft.n_fft
+    kernel = getattr(encoder, "kernel_size", None)
+    if isinstance(kernel, (tuple, list)) and kernel:
+        kernel = kernel[-1]
+    return max(int(kernel), 1) if isinstance(kernel, int) else 1
+
+
+class TooShortError(ValueError):
+    """A signal with fewer samples at the model rate than the model's encoder needs.
+
+    ``str(err)`` is "too short: N samples at <model_fs> Hz [(after resampling from <fs> Hz)],
+    at least M needed".
+    """
+
+    def __init__(self, samples: int, model_fs: int, needed: int, fs: Optional[int] = None):
+        resampled = f" (after resampling from {fs} Hz)" if fs is not None and fs != model_fs else ""
+        super().__init__(f"too short: {samples} samples at {model_fs} Hz{resampled}, at least {needed} needed")
+        self.samples, self.model_fs, self.needed = samples, model_fs, needed
 
 
 def chunk_starts(frames: int, chunk: int, overlap: int) -> List[int]:
@@ -77,6 +114,10 @@ class ChunkedEnhancer:
         enroll: speaker-conditioned models only: (T,) enrollment audio at ``model_fs`` or a
             (D,) speaker embedding, given to the separator as ``additional["enroll_ref1"]``
             (audio also as ``enroll_ref1_lengths``), as in training. None for plain models.
+        backend: what runs the network (see :mod:`espnet2_pse.inference.backends`): "auto"
+            (the fast PyTorch rebuild when the model allows it, else ESPnet's
+            ``forward_enhance``), "espnet", "torch" or "onnx".
+        num_threads: ONNX Runtime threads for backend "onnx" (None: torch's setting).
     """
 
     def __init__(
@@ -86,6 +127,8 @@ class ChunkedEnhancer:
         chunk_seconds: Optional[float] = 8.0,
         overlap_seconds: float = 1.0,
         enroll: Optional[np.ndarray] = None,
+        backend: str = "auto",
+        num_threads: Optional[int] = None,
     ):
         if chunk_seconds is not None and not 0 <= 2 * overlap_seconds < chunk_seconds:
             raise ValueError(
@@ -97,6 +140,8 @@ class ChunkedEnhancer:
         self.device = separate_speech.device
         self.dtype = getattr(torch, separate_speech.dtype)
         self.model_fs = int(model_fs)
+        # Once per model: the shortest signal (samples at model_fs) one network pass accepts.
+        self.min_samples = min_input_samples(self.model)
         self.chunk_seconds = chunk_seconds
         self.overlap_seconds = overlap_seconds
         self.additional: Dict[str, torch.Tensor] = {}
@@ -106,15 +151,23 @@ class ChunkedEnhancer:
                 raise ValueError(f"enroll must be 1-D audio or an embedding, got shape {tuple(enroll_t.shape)}")
             self.additional["enroll_ref1"] = enroll_t[None].to(self.dtype)
             self.additional["enroll_ref1_lengths"] = torch.tensor([enroll_t.numel()], device=self.device)
+        # None: ESPnet's forward_enhance; a pass with other ``additional`` inputs always is.
+        self.backend = make_backend(self.model, backend, self.device, self.dtype,
+                                    conditioned=enroll is not None, num_threads=num_threads)
 
     # ------------------------------------------------------------------ model side
-    @torch.no_grad()
+    @torch.inference_mode()
     def enhance_model_rate(self, x: np.ndarray, additional: Optional[Dict[str, torch.Tensor]] = None) -> np.ndarray:
         """(T,) mono float32 at the model rate -> (T,) enhanced, in one network pass.
 
         ``additional`` replaces the separator inputs given at construction (e.g. another
         ``enroll_ref1`` embedding for this pass).
+
+        Raises:
+            TooShortError: fewer than ``self.min_samples`` samples.
         """
+        if x.shape[0] < self.min_samples:
+            raise TooShortError(int(x.shape[0]), self.model_fs, self.min_samples)
         speech = torch.as_tensor(x, device=self.device).to(self.dtype)[None]
         lengths = torch.tensor([speech.shape[1]], device=self.device)
         scale = None
@@ -122,17 +175,27 @@ class ChunkedEnhancer:
             scale = speech.std(dim=1, keepdim=True).clamp_min(1e-8)
             speech = speech / scale
         extra = dict(self.additional if additional is None else additional)
-        speech_pre = self.model.forward_enhance(speech, lengths, extra)[0]
-        out = speech_pre[0]
+        if self.backend is not None and not extra:
+            out = self.backend(speech)
+        else:
+            out = self.model.forward_enhance(speech, lengths, extra)[0][0]
         if scale is not None:
             out = out * scale
         return out[0, : x.shape[0]].float().cpu().numpy()
 
-    def _enhance_chunk(self, x: np.ndarray, fs: int) -> np.ndarray:
-        """(n,) mono at ``fs`` -> (n,) enhanced at ``fs`` (resampled around the model)."""
+    def _enhance_chunk(self, x: np.ndarray, fs: int, whole: bool = True) -> np.ndarray:
+        """(n,) mono at ``fs`` -> (n,) enhanced at ``fs`` (resampled around the model).
+
+        ``whole``: ``x`` is the entire signal, so one too short for the model is an error
+        (:class:`TooShortError`); a chunk of a longer signal is zero-padded at its end instead.
+        """
         n = x.shape[0]
         if fs != self.model_fs:
             x = soxr.resample(x, fs, self.model_fs)
+        if x.shape[0] < self.min_samples:
+            if whole:
+                raise TooShortError(int(x.shape[0]), self.model_fs, self.min_samples, fs)
+            x = np.pad(x, (0, self.min_samples - x.shape[0]))
         y = self.enhance_model_rate(x.astype(np.float32, copy=False))
         if fs != self.model_fs:
             y = soxr.resample(y, self.model_fs, fs)
@@ -170,7 +233,7 @@ class ChunkedEnhancer:
         for i, start in enumerate(starts):
             last = i == len(starts) - 1
             stop = frames if last else start + chunk
-            y = self._enhance_chunk(read(start, stop - start), fs)
+            y = self._enhance_chunk(read(start, stop - start), fs, whole=len(starts) == 1)
             if tail is not None:
                 y[:overlap] = y[:overlap] * fade_in + tail
             if last:
@@ -203,7 +266,8 @@ class ChunkedEnhancer:
         temporary name in its folder and renamed at the end; nothing is left on failure.
 
         Raises:
-            AudioError: unreadable, empty, truncated or non-finite input (names the file).
+            AudioError: unreadable, empty, truncated, non-finite or too short input (names
+                the file; too short: fewer samples at the model rate than the model needs).
         """
         src, dst = Path(src), Path(dst)
         try:
@@ -241,7 +305,10 @@ class ChunkedEnhancer:
                             y = np.clip(y, -1.0, 1.0)
                         writer.write(y)
 
-                    chunks = self.run(read, frames, fs, emit, on_chunk)
+                    try:
+                        chunks = self.run(read, frames, fs, emit, on_chunk)
+                    except TooShortError as err:
+                        raise AudioError(src, str(err)) from None
                 os.replace(tmp, dst)
             finally:
                 if tmp.exists():

@@ -1,5 +1,6 @@
 """Bring your own user: mixed rates/channels/formats, segmentation, bad files, reruns."""
 
+import hashlib
 import logging
 
 import numpy as np
@@ -36,22 +37,22 @@ def make_user_folders(base):
     return base
 
 
-def run_user(root, base, name="alice", extra=()):
-    main(
-        ["--out", str(root), "--corpus", "user"]
-        + TINY_ARGS
-        + [
-            "--user_name",
-            name,
-            "--user_noisy_dir",
-            str(base / "noisy"),
-            "--user_clean_dir",
-            str(base / "clean"),
-            "--user_test_dir",
-            str(base / "test"),
-        ]
-        + list(extra)
-    )
+def run_user(root, base, name="alice", extra=(), folders=("noisy", "clean", "test")):
+    """prepare_data with the user's folders named in ``folders`` (subfolders of ``base``)."""
+    args = ["--user_name", name]
+    for folder in folders:
+        args += [f"--user_{folder}_dir", str(base / folder)]
+    main(["--out", str(root), "--corpus", "user"] + TINY_ARGS + args + list(extra))
+
+
+def snapshot(*folders):
+    """relative path -> (mtime_ns, sha1) of every file under ``folders`` (hidden ones too)."""
+    out = {}
+    for folder in folders:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                out[str(f)] = (f.stat().st_mtime_ns, hashlib.sha1(f.read_bytes()).hexdigest())
+    return out
 
 
 def test_user_dirs_from_mixed_formats(corpus_copy, tmp_path):
@@ -152,3 +153,79 @@ def test_user_with_too_little_audio_is_an_error(corpus_copy, tmp_path):
 def test_user_corpus_needs_noisy_dir(corpus_copy):
     with pytest.raises(ValueError, match="--corpus user needs --user_noisy_dir"):
         main(["--out", str(corpus_copy), "--corpus", "user"] + TINY_ARGS)
+
+
+def test_user_clean_dir_added_later_keeps_the_noisy_part(corpus_copy, tmp_path, caplog):
+    base = make_user_folders(tmp_path / "alice")
+    spk, audio = corpus_copy / "speakers" / "alice", corpus_copy / "audio" / "user" / "alice"
+    run_user(corpus_copy, base, folders=("noisy",))  # zero-shot first
+    assert not (spk / "fsl_train").exists()
+    assert yaml.safe_load((spk / "meta.yaml").read_text())["has_clean"] is False
+    noisy_part = [spk / "pretrain", spk / "preval", audio / "noisy", audio / "mix" / "preval"]
+    before = snapshot(*noisy_part)
+    marker = (spk / ".noisy.done").read_bytes()
+    assert before and "clean_dir" not in yaml.safe_load(marker)
+
+    run_user(corpus_copy, base, folders=("noisy", "clean"))  # then few-shot on the same root
+    assert snapshot(*noisy_part) == before and (spk / ".noisy.done").read_bytes() == marker
+    assert read_data_dir(spk / "fsl_train", check_audio=True).total_seconds() == pytest.approx(6.0, abs=0.01)
+    read_data_dir(spk / "fsl_val", check_audio=True)
+    meta = yaml.safe_load((spk / "meta.yaml").read_text())
+    assert meta["has_clean"] is True and meta["has_test"] is False
+    assert yaml.safe_load((spk / ".done").read_text())["clean_dir"] == str(base / "clean")
+
+    everything = snapshot(spk, audio, corpus_copy / "roles.yaml")
+    with caplog.at_level(logging.INFO):
+        run_user(corpus_copy, base, folders=("noisy", "clean"))  # same again: a no-op
+    assert "alice is complete; nothing to do" in caplog.text
+    assert snapshot(spk, audio, corpus_copy / "roles.yaml") == everything
+
+    # A clean part cut short (no marker, a killed write's temporary dir) is cleared and rebuilt.
+    fsl = snapshot(spk / "fsl_train", spk / "fsl_val")
+    (spk / ".clean.done").unlink()
+    (spk / ".fsl_train.tmp999").mkdir()
+    (spk / "fsl_train" / "junk").write_text("half written")
+    run_user(corpus_copy, base, folders=("noisy", "clean"))
+    assert not (spk / ".fsl_train.tmp999").exists() and not (spk / "fsl_train" / "junk").exists()
+    assert {k: v[1] for k, v in snapshot(spk / "fsl_train", spk / "fsl_val").items()} == {
+        k: v[1] for k, v in fsl.items()
+    }  # same content, as the build is seeded
+    assert snapshot(*noisy_part) == before
+
+    run_user(corpus_copy, base, folders=("noisy",))  # back to zero-shot: the clean part goes
+    assert not (spk / "fsl_train").exists() and not (spk / "fsl_val").exists()
+    assert not (audio / "clean").exists() and not (spk / ".clean.done").exists()
+    assert yaml.safe_load((spk / "meta.yaml").read_text())["has_clean"] is False
+    assert snapshot(*noisy_part) == before
+
+
+def test_user_changed_noisy_setting_is_refused(corpus_copy, tmp_path):
+    base = make_user_folders(tmp_path / "alice")
+    run_user(corpus_copy, base, folders=("noisy",))
+    spk = corpus_copy / "speakers" / "alice"
+    before = snapshot(spk)
+    with pytest.raises(ValueError) as err:
+        run_user(corpus_copy, base, folders=("noisy", "clean"), extra=["--user_segment_seconds", "10"])
+    msg = str(err.value)
+    assert f"{spk} was prepared with other settings (segment_seconds: 8.0 -> 10.0)" in msg
+    assert "clean_dir" not in msg and "remove it or pick another --user_name" in msg
+    assert snapshot(spk) == before and not (spk / "fsl_train").exists()
+
+
+def test_user_test_part_added_and_removed_alone(corpus_copy, tmp_path):
+    base = make_user_folders(tmp_path / "alice")
+    spk = corpus_copy / "speakers" / "alice"
+    run_user(corpus_copy, base)
+    rejected = (spk / "rejected.txt").read_text()
+    assert "t2.wav" in rejected
+    kept = snapshot(spk / "pretrain", spk / "preval", spk / "fsl_train", spk / "fsl_val")
+    run_user(corpus_copy, base, folders=("noisy", "clean"))
+    assert not (spk / "test").exists() and yaml.safe_load((spk / "meta.yaml").read_text())["has_test"] is False
+    # rejected.txt keeps the kept parts' lines and drops the test part's.
+    now = (spk / "rejected.txt").read_text()
+    assert "t2.wav" not in now and "corrupt.wav" in now
+    assert now == "".join(line + "\n" for line in rejected.splitlines() if "/test/" not in line)
+    run_user(corpus_copy, base)
+    assert (spk / "rejected.txt").read_text() == rejected
+    assert read_data_dir(spk / "test").keys == ["alice-test-t1"]
+    assert snapshot(spk / "pretrain", spk / "preval", spk / "fsl_train", spk / "fsl_val") == kept

@@ -1,13 +1,14 @@
 """``python -m espnet2_pse.bin.enhance``: folder trees, scp lists, bad files, overwrite guards."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from espnet2_pse.bin.enhance import main
-from espnet2_pse.inference.chunked import ChunkedEnhancer
+from espnet2_pse.inference.chunked import ChunkedEnhancer, min_input_samples
 from espnet2_pse.inference.model_loading import load_separate_speech
 from test.user.conftest import build_tiny_model_dir, voice
 
@@ -104,6 +105,41 @@ def test_bad_files_are_reported_and_the_others_processed(local_model, tmp_path, 
     assert "empty" in reasons["empty.wav"]
     assert "NaN" in reasons["nan.wav"]
     assert "no such file" in reasons["missing.wav"]
+
+
+def test_file_shorter_than_the_encoder_kernel_is_reported(local_model, tmp_path, capsys):
+    needed = load_separate_speech(local_model).enh_model.encoder.kernel_size  # 16 in this model
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(str(folder / "blip.wav"), np.full(needed - 6, 0.1, dtype=np.float32), 16000)
+    sf.write(str(folder / "blip48k.wav"), np.full(3 * (needed - 6), 0.1, dtype=np.float32), 48000)
+    sf.write(str(folder / "good.wav"), voice(np.random.default_rng(0), 1.0), 16000)
+    # chunk + 1 samples without overlap: a 1-sample last chunk, padded, not an error.
+    sf.write(str(folder / "tail.wav"), voice(np.random.default_rng(1), 0.5)[:4001], 16000)
+    out = tmp_path / "out"
+    assert main(["--model", str(local_model), str(folder), "--out_dir", str(out), "--quiet",
+                 "--chunk_seconds", "0.25", "--overlap_seconds", "0"]) == 1
+
+    assert files_under(out) == ["good.wav", "tail.wav"]
+    assert sf.info(str(out / "tail.wav")).frames == 4001
+    failed = failed_lines(capsys.readouterr().err)
+    assert sorted(failed) == [
+        f"FAILED {folder / 'blip.wav'}: too short: {needed - 6} samples at 16000 Hz, at least {needed} needed",
+        f"FAILED {folder / 'blip48k.wav'}: too short: {needed - 6} samples at 16000 Hz "
+        f"(after resampling from 48000 Hz), at least {needed} needed",
+    ]
+
+
+def test_min_input_samples_comes_from_the_encoder():
+    from espnet2.enh.encoder.conv_encoder import ConvEncoder
+    from espnet2.enh.encoder.null_encoder import NullEncoder
+    from espnet2.enh.encoder.stft_encoder import STFTEncoder
+
+    assert min_input_samples(SimpleNamespace(encoder=ConvEncoder(8, kernel_size=40, stride=20))) == 40
+    # centred frames reflect-pad n_fft // 2 samples, which torch needs fewer of than the input
+    assert min_input_samples(SimpleNamespace(encoder=STFTEncoder(n_fft=512, hop_length=128))) == 257
+    assert min_input_samples(SimpleNamespace(encoder=STFTEncoder(n_fft=256, center=False))) == 256
+    assert min_input_samples(SimpleNamespace(encoder=NullEncoder())) == 1
 
 
 def test_outputs_never_overwrite_inputs(local_model, tmp_path, capsys):
