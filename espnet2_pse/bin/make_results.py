@@ -26,12 +26,15 @@ omitted and the table shows "–".
 Outputs, next to ``--out``:
     RESULTS.md                    one table per metric (rows: method x size, plus the unprocessed
                                   row; columns: zero-shot and each few-shot duration; cells: mean
-                                  ± std over target speakers), and an SI-SDRi table per speaker
+                                  ± std over target speakers), and per-speaker tables of SI-SDRi,
+                                  PESQ-WB and eSTOI; a metric no summary holds is named as not
+                                  scored, and "n.s." marks a model scored without it
     sisdri_vs_clean_seconds.png   SI-SDRi against seconds of clean speech, one panel per size
     sisdri_vs_params.png          SI-SDRi against parameter count, one line per method and setting
 
-The speaker-encoder sections (conditioned generalist static vs refined, EER, cost) come from
-their own files: see :mod:`espnet2_pse.scoring.speaker_results`.
+The speaker-encoder sections (conditioned generalist static vs refined, with SI-SDRi, PESQ-WB and
+eSTOI in each cell; EER; cost) come from their own files: see
+:mod:`espnet2_pse.scoring.speaker_results`.
 """
 
 import argparse

@@ -31,6 +31,10 @@ METRIC_TITLES: Dict[str, str] = {
     "snr": "SNR (dB)",
 }
 _DECIMALS = {"pesq": 2, "estoi": 3}  # dB columns: 2
+# Every table that reports SI-SDRi reports these with it: SI-SDRi alone hid an eSTOI drop.
+KEY_METRICS = ("si_sdri", "pesq", "estoi")
+# Cell of a model whose summary exists but lacks the metric ("–" means no such model/setting).
+NOT_SCORED = "n.s."
 
 
 @dataclass(frozen=True)
@@ -153,11 +157,30 @@ def format_params(n: Optional[int]) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 
+def format_value(value: float, column: str, signed: bool = False) -> str:
+    """``value`` with the column's decimals (PESQ 2, eSTOI 3, dB 2); ``signed`` adds a + sign."""
+    digits = _DECIMALS.get(column, 2)
+    return f"{value:{'+' if signed else ''}.{digits}f}"
+
+
+def unscored(columns: Sequence[str], means: Sequence[Dict[str, float]]) -> List[str]:
+    """Those of ``columns`` that none of the summaries' ``means`` holds."""
+    return [c for c in columns if not any(c in m for m in means)]
+
+
+def not_scored_note(columns: Sequence[str]) -> str:
+    """One sentence saying which metrics were not scored at all (empty when none)."""
+    if not columns:
+        return ""
+    titles = ", ".join(METRIC_TITLES[c] for c in columns)
+    return (f"Not scored: {titles} (no score summary has {'them' if len(columns) > 1 else 'it'}; "
+            "`espnet2_pse.bin.score` computes every metric unless `--metrics` leaves some out).")
+
+
 def _cell(agg: Optional[Aggregate], column: str, num_speakers: int) -> str:
     if agg is None:
         return "–"
-    digits = _DECIMALS.get(column, 2)
-    text = f"{agg.mean:.{digits}f} ± {agg.std:.{digits}f}"
+    text = f"{format_value(agg.mean, column)} ± {format_value(agg.std, column)}"
     # Flag means over fewer speakers than the others: they are not directly comparable.
     return text if agg.num_speakers == num_speakers else f"{text} (n={agg.num_speakers})"
 
@@ -166,19 +189,25 @@ def metric_table(entries: Sequence[ScoreEntry], column: str) -> str:
     """Markdown table of ``column``: rows (method, size) plus the unprocessed row, columns
     zero-shot and each few-shot duration; cells are mean ± std over target speakers."""
     groups = aggregate(entries, column)
+    scored_groups = {(e.method, e.size, e.setting) for e in entries}
     settings = settings_of(entries)
     num_speakers = len({e.speaker for e in entries})
     params = model_params(entries)
+
+    def cell(key: GroupKey) -> str:
+        if key not in groups and key in scored_groups:
+            return NOT_SCORED
+        return _cell(groups.get(key), column, num_speakers)
+
     header = ["Method", "Size", "Params"] + [setting_title(s) for s in settings]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    unprocessed = groups.get((UNPROCESSED, None, UNPROCESSED))
-    if unprocessed is not None:
+    if (UNPROCESSED, None, UNPROCESSED) in scored_groups:
         # The test audio is the same in every setting, so the mixture's score is the
         # reference point of each column.
-        cells = [_cell(unprocessed, column, num_speakers)] * len(settings)
+        cells = [cell((UNPROCESSED, None, UNPROCESSED))] * len(settings)
         lines.append("| " + " | ".join([UNPROCESSED, "–", "–"] + cells) + " |")
     for method, size in models_of(entries):
-        cells = [_cell(groups.get((method, size, s)), column, num_speakers) for s in settings]
+        cells = [cell((method, size, s)) for s in settings]
         lines.append("| " + " | ".join([method, size, format_params(params.get((method, size)))] + cells) + " |")
     return "\n".join(lines)
 
@@ -186,8 +215,13 @@ def metric_table(entries: Sequence[ScoreEntry], column: str) -> str:
 def speaker_table(entries: Sequence[ScoreEntry], column: str) -> str:
     """Markdown table of ``column`` per target speaker: rows (method, size, setting)."""
     speakers = sorted({e.speaker for e in entries})
-    by_key = {(e.method, e.size, e.setting, e.speaker): e.means.get(column) for e in entries}
-    digits = _DECIMALS.get(column, 2)
+    by_key = {(e.method, e.size, e.setting, e.speaker): e.means for e in entries}
+
+    def cell(means: Optional[Dict[str, float]]) -> str:
+        if means is None:
+            return "–"
+        return format_value(means[column], column) if column in means else NOT_SCORED
+
     header = ["Method", "Size", "Setting"] + speakers
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows = [(UNPROCESSED, None, UNPROCESSED)] + [
@@ -197,7 +231,7 @@ def speaker_table(entries: Sequence[ScoreEntry], column: str) -> str:
         values = [by_key.get((method, size, setting, spk)) for spk in speakers]
         if all(v is None for v in values):
             continue
-        cells = ["–" if v is None else f"{v:.{digits}f}" for v in values]
+        cells = [cell(v) for v in values]
         label = "–" if setting == UNPROCESSED else setting_title(setting)
         lines.append("| " + " | ".join([method, size or "–", label] + cells) + " |")
     return "\n".join(lines)
@@ -221,6 +255,8 @@ def render_markdown(
     """
     speakers = sorted({e.speaker for e in entries})
     columns = [c for c in METRIC_TITLES if any(c in e.means for e in entries)]
+    missing = unscored(KEY_METRICS, [e.means for e in entries])
+    per_speaker = [c for c in KEY_METRICS if c in columns]
     parts = [
         "# Results",
         "",
@@ -231,12 +267,22 @@ def render_markdown(
         "Each cell is the mean ± standard deviation over target speakers of the per-speaker mean over "
         "that speaker's test mixtures; `(n=k)` marks a mean over only k speakers. "
         "Zero-shot: no clean speech of the target speaker; few-shot d s: fine-tuned on d seconds of it. "
-        "SI-SDRi and SNRi are improvements over the unprocessed mixture.",
+        "SI-SDRi and SNRi are improvements over the unprocessed mixture. "
+        f"`–`: no such model or setting; `{NOT_SCORED}`: that model was scored without the metric.",
     ]
+    if missing:
+        parts += ["", not_scored_note(missing)]
     for column in columns:
         parts += ["", f"## {METRIC_TITLES[column]}", "", metric_table(entries, column)]
-    if "si_sdri" in columns:
-        parts += ["", f"## {METRIC_TITLES['si_sdri']} per target speaker", "", speaker_table(entries, "si_sdri")]
+    if per_speaker:
+        # One sub-table per metric: speakers are the columns, so combined cells would not fit.
+        parts += ["", "## Per target speaker", "",
+                  "Mean over each target speaker's test mixtures, for " + ", ".join(
+                      METRIC_TITLES[c] for c in per_speaker) + "."]
+        for column in per_speaker:
+            parts += ["", f"### {METRIC_TITLES[column]}", "", speaker_table(entries, column)]
+        if missing:
+            parts += ["", not_scored_note(missing)]
     parts += list(sections)
     if plots:
         parts += ["", "## Plots", ""]

@@ -11,6 +11,8 @@ Read from the experiment directory (all optional; a section is left out without 
                                             refined, or refined_input (the student embeds the
                                             mixture: input-side ablation)
     conditioned_<size>/enroll/<enroll>_refined/<speaker>/enhanced/refinement.yaml
+                                            (the conditioned table shows SI-SDRi, PESQ-WB and
+                                            eSTOI side by side, as far as they were scored)
     generalist_<size>/zsl/<speaker>/score/summary.yaml   the unconditioned reference
 """
 
@@ -21,7 +23,15 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from espnet2_pse.scoring.results import load_summary
+from espnet2_pse.scoring.results import (
+    KEY_METRICS,
+    METRIC_TITLES,
+    NOT_SCORED,
+    format_value,
+    load_summary,
+    not_scored_note,
+    unscored,
+)
 
 ENROLL_ORDER = ("clean", "short", "noisy")
 _EER_FILE = re.compile(r"^(teacher|student)(?:_(\d+(?:\.\d+)?)s)?_(clean|noisy)$")
@@ -70,56 +80,90 @@ def cost_table(exp_dir: Path) -> Optional[str]:
     return "\n".join(lines)
 
 
-def _si_sdri(path: Path) -> Optional[float]:
-    means, _ = load_summary(path)
-    return means.get("si_sdri")
+def _means(path: Path) -> Dict[str, float]:
+    return load_summary(path)[0]
 
 
-def conditioned_table(exp_dir: Path) -> Optional[str]:
-    """SI-SDRi (dB, mean over speakers) of the conditioned generalists: static vs refined."""
-    scores: Dict[Tuple[str, str, str], List[float]] = {}
+def _metric_cell(summaries: Optional[List[Dict[str, float]]], metrics: Tuple[str, ...]) -> str:
+    """Cell "SI-SDRi / PESQ-WB / eSTOI": each the mean over the summaries that hold it."""
+    if not summaries:
+        return "–"
+    parts = []
+    for column in metrics:
+        values = [m[column] for m in summaries if column in m]
+        parts.append(format_value(mean(values), column) if values else NOT_SCORED)
+    return " / ".join(parts)
+
+
+def _delta_cell(after: Optional[List[Dict[str, float]]], before: Optional[List[Dict[str, float]]],
+                metrics: Tuple[str, ...]) -> str:
+    """Per metric: mean of ``after`` minus mean of ``before``, signed."""
+    if not after or not before:
+        return "–"
+    parts = []
+    for column in metrics:
+        a = [m[column] for m in after if column in m]
+        b = [m[column] for m in before if column in m]
+        parts.append(format_value(mean(a) - mean(b), column, signed=True) if a and b else NOT_SCORED)
+    return " / ".join(parts)
+
+
+def conditioned_table(exp_dir: Path) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """The conditioned generalists, static vs refined, and the metrics its cells show.
+
+    Cells are "SI-SDRi / PESQ-WB / eSTOI" means over speakers (metrics no summary holds are
+    left out; the caller says so; no metric at all gives an empty table). None when there is no
+    conditioned summary.
+    """
+    scores: Dict[Tuple[str, str, str], List[Dict[str, float]]] = {}
     accept: Dict[Tuple[str, str], List[float]] = {}
     for path in sorted(exp_dir.glob("conditioned_*/enroll/*/*/score/summary.yaml")):
         size = path.parts[-6].split("_", 1)[1]
         match = _CONDITIONED.match(path.parts[-4])
-        value = _si_sdri(path)
-        if not match or value is None:
+        if not match:
             continue
         enroll, mode = match.groups()
-        scores.setdefault((size, enroll, mode), []).append(value)
+        scores.setdefault((size, enroll, mode), []).append(_means(path))
         stats = path.parent.parent / "enhanced" / "refinement.yaml"
         if mode == "refined" and stats.is_file():
             accept.setdefault((size, enroll), []).append(_read_yaml(stats)["overall"]["accept_rate"])
     if not scores:
         return None
     sizes = sorted({k[0] for k in scores})
+    references = {size: [_means(p) for p in sorted(exp_dir.glob(f"generalist_{size}/zsl/*/score/summary.yaml"))]
+                  for size in sizes}
+    everything = [m for group in scores.values() for m in group] + [m for r in references.values() for m in r]
+    missing = unscored(KEY_METRICS, everything)
+    metrics = tuple(c for c in KEY_METRICS if c not in missing)
+    if not metrics:
+        return "", metrics
     enrolls = sorted({k[1] for k in scores}, key=lambda e: (ENROLL_ORDER + (e,)).index(e))
     lines = ["| size | enrollment | static | hop loop, e_0 only | refined | refined from the input "
              "| refined − hop loop | updates accepted |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for size in sizes:
-        reference = [_si_sdri(p) for p in sorted(exp_dir.glob(f"generalist_{size}/zsl/*/score/summary.yaml"))]
-        reference = [r for r in reference if r is not None]
-        if reference:
-            lines.append(f"| {size} | none (unconditioned generalist) | {mean(reference):.2f} | – | – | – | – | – |")
+        if references[size]:
+            lines.append(f"| {size} | none (unconditioned generalist) | {_metric_cell(references[size], metrics)} "
+                         "| – | – | – | – | – |")
         for enroll in enrolls:
             values = {mode: scores.get((size, enroll, mode)) for mode in MODES}
-            cells = [f"{mean(values[m]):.2f}" if values[m] else "–" for m in MODES]
-            hoploop, refined = values["hoploop"], values["refined"]
-            delta = f"{mean(refined) - mean(hoploop):+.2f}" if hoploop and refined else "–"
+            cells = [_metric_cell(values[m], metrics) for m in MODES]
+            delta = _delta_cell(values["refined"], values["hoploop"], metrics)
             rate = accept.get((size, enroll))
             rate_cell = f"{100 * mean(rate):.0f} %" if rate else "–"
             lines.append(f"| {size} | {enroll} | {' | '.join(cells)} | {delta} | {rate_cell} |")
-    return "\n".join(lines)
+    return "\n".join(lines), metrics
 
 
-def speaker_sections(exp_dir: Path) -> List[str]:
-    """Markdown lines of every section whose files exist (empty when none)."""
-    exp_dir = Path(exp_dir)
-    parts: List[str] = []
+def _conditioned_section(exp_dir: Path) -> List[str]:
     conditioned = conditioned_table(exp_dir)
-    if conditioned:
-        parts += ["", "## Speaker-conditioned generalist: static vs refined embedding (SI-SDRi, dB)", "",
-                  "Mean over target speakers of the per-speaker mean over the same test mixtures as above. "
+    if conditioned is None:
+        return []
+    table, metrics = conditioned
+    parts = ["", "## Speaker-conditioned generalist: static vs refined embedding"]
+    if table:
+        parts += ["", f"Each cell: {' / '.join(METRIC_TITLES[c] for c in metrics)}, the mean over target "
+                  "speakers of the per-speaker mean over the same test mixtures as above (refined − hop loop: "
+                  "the difference of each). "
                   "Enrollment embeddings come from the teacher: clean (the first seconds of the speaker's "
                   "few-shot speech), short (its first part) and noisy (the clean clip plus noise). Static: "
                   "one pass over each mixture. Hop loop, e_0 only: the refinement's causal hop-by-hop "
@@ -127,7 +171,17 @@ def speaker_sections(exp_dir: Path) -> List[str]:
                   "the distilled student re-embeds the enhanced output (RefinementOptions in the refine "
                   "config); updates far from the enrollment are skipped, so refined − hop loop is the "
                   "effect of the refined embedding alone. Refined from the input: the student embeds the "
-                  "mixture instead (ablation).", "", conditioned]
+                  "mixture instead (ablation).", "", table]
+    missing = [c for c in KEY_METRICS if c not in metrics]
+    if missing:
+        parts += ["", not_scored_note(missing)]
+    return parts
+
+
+def speaker_sections(exp_dir: Path) -> List[str]:
+    """Markdown lines of every section whose files exist (empty when none)."""
+    exp_dir = Path(exp_dir)
+    parts = _conditioned_section(exp_dir)
     eer = eer_table(exp_dir)
     if eer:
         parts += ["", "## Speaker verification (EER)", "",
