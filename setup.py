@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["espnet2_pse", "espnet2_pse.*"]),
-    package_data={"espnet2_pse": ["data/resources/*"]},
+    package_data={"espnet2_pse": ["data/resources/*", "pretrained/*"]},
     install_requires=[
         "numpy",
         "scipy",
@@ -33,6 +33,7 @@ setup(
             "pse-inference=espnet2_pse.bin.pse_inference:main",
             "pse-enhance=espnet2_pse.bin.enhance:main",
             "pse-personalize=espnet2_pse.bin.personalize:main",
+            "pse-export=espnet2_pse.bin.export:main",
         ]
     },
     classifiers=[

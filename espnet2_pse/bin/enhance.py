@@ -21,13 +21,16 @@ averaged before enhancement), at the input's sample rate, with the input's lengt
 files keep their path relative to that folder under ``--out_dir``; a file given directly is
 written as ``--out_dir/<its name>``; an scp entry as ``--out_dir/<key>.wav``. Long files are
 processed in overlapping chunks (``--chunk_seconds``, ``--overlap_seconds``), read and written
-incrementally, so memory does not grow with the file length.
+incrementally, so memory does not grow with the file length. The network runs on a rebuild of
+the model for fast CPU inference (``--backend``: "auto" uses it whenever the model allows;
+see ``espnet2_pse.inference.backends``), with the same output up to float rounding.
 
 Outputs never replace inputs: the run stops if ``--out_dir`` is an input folder or inside
 one, and a file whose output would be an input file is refused. A file that fails (corrupt,
-empty, NaN samples, ...) is reported on one line and the others are still processed; the exit
-status is 1 if any file failed, 2 for a usage error (model, enrollment, teacher or student not
-loadable; --enroll missing for a speaker-conditioned model or given for a plain one).
+empty, NaN samples, fewer samples than the model's encoder needs, ...) is reported on one
+line and the others are still processed; the exit status is 1 if any file failed, 2 for a
+usage error (model, enrollment, teacher or student not loadable; --enroll missing for a
+speaker-conditioned model or given for a plain one).
 
 Speaker-conditioned models (``pconv_tasnet``) take ``--enroll``: a .npy embedding, or audio.
 Audio is embedded by the teacher (``--teacher_config/--teacher_model`` or ``--teacher_tag``)
@@ -51,6 +54,7 @@ import torch
 from tqdm import tqdm
 
 from espnet2_pse.data.audio import AudioError, load_audio
+from espnet2_pse.inference.backends import BACKENDS
 from espnet2_pse.inference.chunked import ChunkedEnhancer
 from espnet2_pse.inference.conditioned import (
     AUDIO,
@@ -235,7 +239,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap_seconds", type=float, default=1.0, help="cross-fade between chunks, in seconds")
     p.add_argument("--model_fs", type=int, default=DEFAULT_FS, help="sample rate of the model in Hz")
     p.add_argument("--cache_dir", default=None, help="download cache for Hugging Face models")
-    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads; unset: torch's choice")
+    p.add_argument("--num_threads", type=int, default=None,
+                   help="torch (and ONNX Runtime) CPU threads; unset: torch's choice")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="what runs the network: the fast PyTorch rebuild (torch; auto picks it when the "
+                   "model allows), ONNX Runtime (onnx) or ESPnet's forward_enhance (espnet); all give "
+                   "the same output up to float rounding")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_refinement_arguments(p)
     return p
@@ -251,7 +260,8 @@ def build_enhancer(args: argparse.Namespace, separate_speech):
     enroll = load_enrollment(args, separate_speech.enh_model)
     if refinement is None:
         return ChunkedEnhancer(separate_speech, args.model_fs, args.chunk_seconds or None,
-                               args.overlap_seconds, enroll)
+                               args.overlap_seconds, enroll, backend=getattr(args, "backend", "auto"),
+                               num_threads=getattr(args, "num_threads", None))
     try:
         student = load_student(args.student_config, args.student_model, args.device)
     except Exception as err:  # missing files, bad YAML, mismatched weights
