@@ -9,6 +9,7 @@ from torch_complex.tensor import ComplexTensor
 
 from espnet2_pse.separators.masks import (
     apply_mask_nonlinear,
+    check_exponent,
     check_mask_nonlinear,
     real_features,
 )
@@ -84,6 +85,8 @@ class ConvTasNetSkip(AbsSeparator):
         causal: causal convolutions and normalisation, for streaming.
         norm_type: "gLN", "cLN", "chLN" or "BN"; default "gLN", or "cLN" when causal.
         nonlinear: mask nonlinearity, "sigmoid", "relu" or "softmax" (over speakers).
+        magnitude_exponent: features are |X|**exponent (1: the magnitude; 0.3 compresses an
+            STFT's range); the masks still multiply the encoder output itself.
     """
 
     def __init__(
@@ -100,9 +103,12 @@ class ConvTasNetSkip(AbsSeparator):
         causal: bool = False,
         norm_type: Optional[str] = None,
         nonlinear: str = "sigmoid",
+        magnitude_exponent: float = 1.0,
     ):
         super().__init__()
         name = type(self).__name__
+        check_exponent(name, magnitude_exponent)
+        self.magnitude_exponent = magnitude_exponent
         sizes = resolve_sizes(
             name,
             PRESETS,
@@ -259,7 +265,7 @@ class ConvTasNetSkip(AbsSeparator):
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
         """Real features (B, T, N): the magnitude of a complex input."""
-        return real_features(type(self).__name__, input, self.input_dim)
+        return real_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
 
     def _apply_masks(self, input, skip_sum: torch.Tensor) -> Tuple[List, OrderedDict]:
         """Skip-path sum (B, Sc, T) -> masked inputs and {"mask_spk1": (B, T, N), ...}."""

@@ -10,6 +10,7 @@ from torch_complex.tensor import ComplexTensor
 
 from espnet2_pse.separators.masks import (
     apply_mask_nonlinear,
+    check_exponent,
     check_mask_nonlinear,
     real_features,
 )
@@ -48,6 +49,8 @@ class GRUMaskNet(AbsSeparator):
         num_layers: stacked GRU layers.
         bidirectional: the authors' default True; False for streaming.
         nonlinear: mask nonlinearity, "sigmoid" (authors), "relu" or "softmax" (over speakers).
+        magnitude_exponent: features are |X|**exponent (1: the authors' magnitude; 0.3
+            compresses the STFT's range); the masks still multiply the complex STFT.
     """
 
     def __init__(
@@ -59,9 +62,12 @@ class GRUMaskNet(AbsSeparator):
         num_layers: Optional[int] = None,
         bidirectional: bool = True,
         nonlinear: str = "sigmoid",
+        magnitude_exponent: float = 1.0,
     ):
         super().__init__()
         name = type(self).__name__
+        check_exponent(name, magnitude_exponent)
+        self.magnitude_exponent = magnitude_exponent
         sizes = resolve_sizes(
             name,
             PRESETS,
@@ -96,7 +102,7 @@ class GRUMaskNet(AbsSeparator):
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
         """Real features (B, T, N): the magnitude of a complex input."""
-        return real_features(type(self).__name__, input, self.input_dim)
+        return real_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
 
     def _masks(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """GRU output (B, T, D*H) -> num_spk masks (B, T, F)."""

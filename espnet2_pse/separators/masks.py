@@ -28,9 +28,11 @@ def apply_mask_nonlinear(scores: torch.Tensor, nonlinear: str, spk_dim: int) -> 
     raise ValueError(f"nonlinear '{nonlinear}' is not one of {MASK_NONLINEARS}")
 
 
-def real_features(owner: str, input, input_dim: int) -> torch.Tensor:
+def real_features(owner: str, input, input_dim: int, exponent: float = 1.0) -> torch.Tensor:
     """Real (B, T, N) separator input: the magnitude of a complex encoder output.
 
+    ``exponent`` < 1 compresses the magnitude (|X|^0.3 is a common choice for STFT input): it
+    shrinks the dynamic range the network has to cover, without a log's blow-up near zero.
     Raises ValueError naming ``owner`` when the shape does not match ``input_dim`` (the
     encoder's channels or frequency bins).
     """
@@ -40,4 +42,12 @@ def real_features(owner: str, input, input_dim: int) -> torch.Tensor:
             f"{owner}: expected input (B, T, {input_dim}), got {tuple(feature.shape)}; "
             "input_dim must match the encoder's output size"
         )
+    if exponent != 1.0:
+        # The floor keeps the gradient of x**e (e < 1) finite at zero.
+        feature = feature.clamp_min(1e-8) ** exponent
     return feature
+
+
+def check_exponent(owner: str, exponent: float) -> None:
+    if not 0.0 < exponent <= 1.0:
+        raise ValueError(f"{owner}: magnitude_exponent must be in (0, 1], got {exponent!r}")

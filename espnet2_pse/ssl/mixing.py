@@ -6,7 +6,7 @@ Stage 2 (injection): x~ = s~ + n at SNR_inj ~ U(-5, 5) dB measured against s~.
 Then the whole batch (inputs and targets) is divided by one scalar, its max |x~|.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -44,7 +44,7 @@ class TwoStageMixer:
 
     def __init__(
         self,
-        inject_noise_scp: str,
+        inject_noise_scp: Union[str, Sequence[str]],
         inject_snr_range: Sequence[float] = (-5.0, 5.0),
         premix_noise_scp: Optional[str] = None,
         premix_snr_range: Sequence[float] = (0.0, 15.0),

@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import soundfile
@@ -13,15 +13,19 @@ _IN_MEMORY_SECONDS = 3 * 3600
 
 
 class NoiseBank:
-    """Noise clips listed in ``scp``, sampled as random crops of a requested length.
+    """Noise clips listed in ``scp`` (one wav.scp, or a list of them pooled into one bank),
+    sampled as random crops of a requested length.
 
     Clips shorter than a crop are looped, as a continuous background would be.
     Loading happens on the first :meth:`sample` call, so building a model for inference
     never needs the noise files.
     """
 
-    def __init__(self, scp: str, sample_rate: int = 16000, role: str = "noise"):
-        self.scp = scp
+    def __init__(self, scp: Union[str, Sequence[str]], sample_rate: int = 16000, role: str = "noise"):
+        self.scps = [scp] if isinstance(scp, (str, Path)) else list(scp)
+        if not self.scps:
+            raise ValueError(f"{role} bank: no scp file given")
+        self.scp = ", ".join(str(s) for s in self.scps)
         self.sample_rate = sample_rate
         self.role = role
         self._paths: Optional[List[str]] = None
@@ -29,29 +33,9 @@ class NoiseBank:
         self._audio: Optional[List[np.ndarray]] = None
 
     def _load(self) -> None:
-        scp = Path(self.scp)
-        if not scp.is_file():
-            raise FileNotFoundError(f"{self.role} bank: scp file '{self.scp}' does not exist")
         paths, lengths = [], []
-        for lineno, line in enumerate(scp.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{self.scp}:{lineno}: expected 'key path', got '{line}'")
-            try:
-                info = soundfile.info(parts[1])
-            except Exception as e:
-                raise ValueError(f"{self.scp}:{lineno}: cannot read '{parts[1]}': {e}") from None
-            if info.samplerate != self.sample_rate:
-                raise ValueError(
-                    f"{self.scp}:{lineno}: '{parts[1]}' is {info.samplerate} Hz, "
-                    f"expected {self.sample_rate} Hz (run data preparation to resample)"
-                )
-            if info.frames == 0:
-                raise ValueError(f"{self.scp}:{lineno}: '{parts[1]}' is empty")
-            paths.append(parts[1])
-            lengths.append(info.frames)
+        for scp in self.scps:
+            self._read_scp(Path(scp), paths, lengths)
         if not paths:
             raise ValueError(f"{self.role} bank: '{self.scp}' lists no files")
         self._paths, self._lengths = paths, np.asarray(lengths)
@@ -61,6 +45,29 @@ class NoiseBank:
             "%s bank: %d clips, %.1f min from %s",
             self.role, len(paths), self._lengths.sum() / self.sample_rate / 60, self.scp,
         )
+
+    def _read_scp(self, scp: Path, paths: List[str], lengths: List[int]) -> None:
+        if not scp.is_file():
+            raise FileNotFoundError(f"{self.role} bank: scp file '{scp}' does not exist")
+        for lineno, line in enumerate(scp.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"{scp}:{lineno}: expected 'key path', got '{line}'")
+            try:
+                info = soundfile.info(parts[1])
+            except Exception as e:
+                raise ValueError(f"{scp}:{lineno}: cannot read '{parts[1]}': {e}") from None
+            if info.samplerate != self.sample_rate:
+                raise ValueError(
+                    f"{scp}:{lineno}: '{parts[1]}' is {info.samplerate} Hz, "
+                    f"expected {self.sample_rate} Hz (run data preparation to resample)"
+                )
+            if info.frames == 0:
+                raise ValueError(f"{scp}:{lineno}: '{parts[1]}' is empty")
+            paths.append(parts[1])
+            lengths.append(info.frames)
 
     @staticmethod
     def _read(path: str, start: int = 0, frames: int = -1) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Common machinery of the on-the-fly SSL objectives: mixing, randomness, DP weights."""
 
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 
@@ -22,7 +22,8 @@ class OnTheFlyObjective(AbsSSLObjective):
     """Base of objectives that mix premixture and injection noise per batch.
 
     Args:
-        inject_noise_scp: wav.scp of the injection noise bank (training role).
+        inject_noise_scp: wav.scp of the injection noise bank (training role), or a list of
+            wav.scp files pooled into one bank.
         inject_snr_range: [low, high] injection SNR in dB, measured against the pseudo-source.
         premix_noise_scp: wav.scp of the premixture bank; null when the training speech is
             already noisy (a user's own recordings) or clean supervised training is wanted.
@@ -37,7 +38,7 @@ class OnTheFlyObjective(AbsSSLObjective):
 
     def __init__(
         self,
-        inject_noise_scp: str,
+        inject_noise_scp: Union[str, Sequence[str]],
         inject_snr_range: Sequence[float] = (-5.0, 5.0),
         premix_noise_scp: Optional[str] = None,
         premix_snr_range: Sequence[float] = (0.0, 15.0),

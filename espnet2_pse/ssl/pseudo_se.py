@@ -13,15 +13,48 @@ class PseudoSE(OnTheFlyObjective):
 
     With ``premix_noise_scp`` null and clean speech as data, this is ordinary supervised
     enhancement with on-the-fly noise: the generalist and few-shot fine-tuning use it so.
-    All constructor arguments are those of :class:`OnTheFlyObjective`.
+
+    With a ``teacher`` (a trained enhancement model, {config: ..., model_file: ...}), its
+    output t = T(s~) cleans the pseudo-target: the target becomes
+    ``teacher_weight * t + (1 - teacher_weight) * s~``, and with ``teacher_input`` the noise
+    is injected into t instead of s~ (the student then learns t + n -> t). The other
+    arguments are those of :class:`OnTheFlyObjective`.
     """
+
+    def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
+                 teacher_input: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if teacher is not None and set(teacher) != {"config", "model_file"}:
+            raise ValueError(f"teacher needs exactly the keys 'config' and 'model_file', got {sorted(teacher)}")
+        if not 0.0 <= teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight}")
+        if teacher is None and teacher_input:
+            raise ValueError("teacher_input: true needs a teacher")
+        self.teacher_files = teacher
+        self.teacher_weight = teacher_weight
+        self.teacher_input = teacher_input
+        self._teacher = None
+
+    def _teacher_outputs(self, pseudo_source: torch.Tensor) -> torch.Tensor:
+        from espnet2_pse.ssl.teacher import load_teacher, teacher_outputs
+
+        if self._teacher is None:
+            self._teacher = load_teacher(self.teacher_files["config"], self.teacher_files["model_file"],
+                                         device=pseudo_source.device)
+        return teacher_outputs(self._teacher, pseudo_source)
 
     def make_batch(self, speech: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
         """(B, T) speech crops -> dict of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB)."""
         batch, length = speech.shape
         target = self.mixer.pseudo_source(speech, self.generator) * mask
+        source = target
+        if self.teacher_files is not None:
+            cleaned = self._teacher_outputs(target) * mask
+            if self.teacher_input:
+                source = cleaned
+            target = self.teacher_weight * cleaned + (1.0 - self.teacher_weight) * target
         noise, snr = self.mixer.injection(batch, length, self.generator)
-        mixture = self.inject(target, noise, snr, mask)
+        mixture = self.inject(source, noise, snr, mask)
         if self.batch_scaling:
             mixture, target = scale_batch(mixture, target)
         return {"input": mixture, "target": target, "snr": snr}

@@ -274,3 +274,26 @@ def test_registered_in_espnet_separator_choices():
     assert separator_choices.get_class("conv_tasnet_skip") is ConvTasNetSkip
     assert separator_choices.get_class("gru_mask") is GRUMaskNet
     assert {"conv_tasnet_skip", "gru_mask"} <= set(separator_choices.choices())
+
+
+def test_compressed_stft_features_through_espnet_model(build_enh_model):
+    """magnitude_exponent 0.3 on an STFT front-end (the stft model): the mask sees |X|^0.3 and
+    multiplies the complex STFT; other exponents are refused."""
+    torch.manual_seed(0)
+    stft = {"n_fft": 64, "win_length": 64, "hop_length": 16, "window": "hann"}
+    conf = {"layer": 3, "stack": 1, "bottleneck_dim": 8, "hidden_dim": 16, "skip_dim": 8}
+    model = build_enh_model({"encoder": "stft", "encoder_conf": stft, "decoder": "stft", "decoder_conf": stft,
+                             "separator": "conv_tasnet_skip", "separator_conf": {**conf, "magnitude_exponent": 0.3},
+                             "criterions": [{"name": "snr", "conf": {}, "wrapper": "fixed_order", "wrapper_conf": {}}]})
+    mix = torch.randn(2, 1600)
+    est, feature_mix, feature_pre, others = model.forward_enhance(mix, torch.tensor([1600, 1600]))
+    assert est[0].shape == (2, 1600)
+    plain = ConvTasNetSkip(33, **conf)
+    plain.load_state_dict(model.separator.state_dict())
+    magnitude = abs(feature_mix)
+    expected = plain(magnitude.clamp_min(1e-8) ** 0.3, None)[2]["mask_spk1"]
+    assert torch.allclose(others["mask_spk1"], expected, atol=1e-6)
+    assert not torch.allclose(others["mask_spk1"], plain(magnitude, None)[2]["mask_spk1"], atol=1e-3)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="magnitude_exponent must be in"):
+            ConvTasNetSkip(33, **conf, magnitude_exponent=bad)

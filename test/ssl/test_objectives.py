@@ -107,3 +107,46 @@ def test_missing_noise_bank_names_the_file(tmp_path):
     objective = PseudoSE(inject_noise_scp=str(tmp_path / "nope.scp"))
     with pytest.raises(FileNotFoundError, match="nope.scp"):
         objective.make_batch(speech_batch(2), torch.ones(2, 8000))
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    from test.user.conftest import build_tiny_model_dir
+
+    return build_tiny_model_dir(tmp_path_factory.mktemp("teacher"),
+                                {"layer": 2, "stack": 1, "bottleneck_dim": 8, "hidden_dim": 16, "skip_dim": 8})
+
+
+def test_teacher_targets_blend_and_stay_out_of_the_state_dict(tiny_corpus, teacher_dir):
+    from espnet2_pse.ssl.teacher import load_teacher, teacher_outputs
+
+    files = {"config": str(teacher_dir / "config.yaml"), "model_file": str(teacher_dir / "model.pth")}
+    teacher = load_teacher(files["config"], files["model_file"])
+    speech = speech_batch(batch=3)
+    cleaned = teacher_outputs(teacher, speech)
+    assert cleaned.shape == speech.shape and not torch.allclose(cleaned, speech, atol=1e-3)
+    for weight, teacher_input in ((1.0, False), (0.25, False), (1.0, True)):
+        objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), batch_scaling=False,
+                             teacher=files, teacher_weight=weight, teacher_input=teacher_input)
+        made = objective.make_batch(speech, ones_mask(speech))
+        assert torch.allclose(made["target"], weight * cleaned + (1 - weight) * speech, atol=1e-5)
+        # The noise is measured against what it was added to: the teacher's output or s~.
+        source = cleaned if teacher_input else speech
+        assert torch.allclose(snr_db(source, made["input"] - source), made["snr"], atol=0.1)
+    # The teacher is a plain attribute of the objective: a model trained with it saves the
+    # same keys as without it.
+    assert objective._teacher is not None and not isinstance(objective, torch.nn.Module)
+
+
+def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):
+    noise = str(tiny_corpus["noise_scp"])
+    with pytest.raises(ValueError, match="exactly the keys 'config' and 'model_file'"):
+        PseudoSE(inject_noise_scp=noise, teacher={"config": "c.yaml"})
+    with pytest.raises(ValueError, match="teacher_weight must be in"):
+        PseudoSE(inject_noise_scp=noise, teacher={"config": "c", "model_file": "m"}, teacher_weight=1.5)
+    with pytest.raises(ValueError, match="teacher_input: true needs a teacher"):
+        PseudoSE(inject_noise_scp=noise, teacher_input=True)
+    missing = PseudoSE(inject_noise_scp=noise, teacher={"config": str(teacher_dir / "config.yaml"),
+                                                        "model_file": str(teacher_dir / "nope.pth")})
+    with pytest.raises(FileNotFoundError, match="teacher: no such file: .*nope.pth"):
+        missing.make_batch(speech_batch(batch=1), ones_mask(speech_batch(batch=1)))
