@@ -3,10 +3,19 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 
 from .shell import RECIPE, bash, write_exec
+
+# Stand-in for the python that local/data.sh calls: records its arguments and writes the one
+# file pse.sh checks after stage 1.
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> python_calls.txt
+mkdir -p data
+echo "target: [spk_a]" > data/roles.yaml
+"""
 
 
 def started_stages(res):
@@ -22,7 +31,7 @@ def data_calls(recipe):
 def test_run_sh_help_lists_corpus_and_stage_options(recipe):
     res = bash("./run.sh --help", cwd=recipe)
     assert res.returncode == 0, res.stderr
-    for text in ["--corpus NAME", "embedded librispeech user", "--stop_stage N", "--fsl_durations",
+    for text in ["--corpus NAME", "embedded librispeech debian_real user", "--stop_stage N", "--fsl_durations",
                  "--num_nodes N", "--hf_repo"]:
         assert text in res.stdout, text
     assert data_calls(recipe) == []  # help runs nothing
@@ -59,6 +68,47 @@ def test_stage_1_runs_data_sh_with_corpus_options_then_skips_on_rerun(recipe):
     (recipe / "data" / "roles.yaml").unlink()
     res = bash("./run.sh --stop_stage 1", cwd=recipe)
     assert len(data_calls(recipe)) == 3
+
+
+def test_run_sh_debian_real_reaches_prepare_data(recipe, tmp_path):
+    """run.sh --corpus debian_real goes through pse.sh and the real local/data.sh to prepare_data."""
+    from espnet2_pse.bin.prepare_data import get_parser  # only this test needs the data package
+
+    shutil.copy2(RECIPE / "local" / "data.sh", recipe / "local" / "data.sh")
+    shutil.copy2(RECIPE / "db.sh", recipe / "db.sh")
+    fake = write_exec(tmp_path / "fakebin" / "python", FAKE_PYTHON)
+    opts = f"--python {fake} --debian_targets fillets_cs_m,fillets_cs_v"
+    res = bash(f"./run.sh --corpus debian_real --local_data_opts '{opts}' --stop_stage 1", cwd=recipe,
+               env={"DEBIAN_REAL": "/srv/debian"})
+    assert res.returncode == 0, res.stderr
+    assert started_stages(res) == [1]
+    (call,) = (recipe / "python_calls.txt").read_text().splitlines()
+    argv = call.split()
+    assert argv[:2] == ["-m", "espnet2_pse.bin.prepare_data"]
+    args = get_parser().parse_args(argv[2:])
+    assert (args.corpus, args.debian_dir, args.debian_targets) == (
+        "debian_real", "/srv/debian", ["fillets_cs_m", "fillets_cs_v"])
+    marker = recipe / "exp" / "done_markers" / "stage1_data"
+    assert marker.read_text().strip() == f"local/data.sh --corpus debian_real {opts}"
+
+
+def test_unknown_corpus_is_rejected(recipe):
+    res = bash("./run.sh --corpus debian --stop_stage 1", cwd=recipe)
+    assert res.returncode == 1
+    assert "unknown --corpus 'debian' (choose from: embedded librispeech debian_real user)" in res.stderr
+    assert data_calls(recipe) == []
+
+
+def test_later_stages_use_every_target_of_roles_yaml(recipe):
+    """Without --speakers the stages personalize for all targets (debian_real has six)."""
+    dump = recipe / "dump"
+    dump.mkdir()
+    targets = ["asterisk_it_menardi", "festru_ru", "fillets_cs_m", "fillets_cs_v", "fillets_nl_m", "fillets_nl_v"]
+    (dump / "roles.yaml").write_text(
+        "target: [" + ", ".join(targets) + "]\nvalidation: [qabcs_en]\ngeneralist: [hedgewars_pirate]\n")
+    res = bash("source ./pse.sh; setup; target_speakers; speakers='festru_ru'; target_speakers", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [" ".join(targets), "festru_ru"]
 
 
 def test_stage_1_failure_stops_and_leaves_no_marker(recipe):
@@ -209,3 +259,28 @@ def test_results_older_than_a_retrained_model_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "new.yaml"]
     res = bash(f". {lib}; remove_older_than no_model.pth new.yaml", cwd=tmp_path)
     assert res.returncode == 0 and (tmp_path / "new.yaml").exists()  # nothing to compare with
+
+
+def test_generalist_noise_pools_banks_and_names_a_missing_one(recipe):
+    """--generalist_noise: the generalists' training gets every listed bank (a YAML list of
+    wav.scp paths); specialists keep the injection bank; an unknown bank stops with its name."""
+    shutil.copytree(RECIPE / "conf" / "model", recipe / "conf" / "model")
+    shutil.copytree(RECIPE / "conf" / "method", recipe / "conf" / "method")
+    shutil.copy2(RECIPE / "conf" / "train_generalist.yaml", recipe / "conf")
+    shutil.copy2(RECIPE / "conf" / "train_ssl.yaml", recipe / "conf")
+    for bank in ("inject_train", "premix_train"):
+        (recipe / "data" / "noise" / bank).mkdir(parents=True)
+        (recipe / "data" / "noise" / bank / "wav.scp").write_text("n1 /x/n1.wav\n")
+    body = ("setup; launch_train() { shift 2; printf '%s\\n' \"$@\" >> calls.txt; echo >> calls.txt; }; "
+            "generalist_noise='inject_train premix_train'; "
+            "train_pse exp/g generalist stft supervised dump/g/train dump/g/valid false; "
+            "train_pse exp/s ssl stft pseudo_se dump/s/train dump/s/valid false")
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    generalist, specialist = (call.split("\n") for call in (recipe / "calls.txt").read_text().split("\n\n")[:2])
+    noise = f"{recipe}/data/noise"
+    assert f"inject_noise_scp=[{noise}/inject_train/wav.scp,{noise}/premix_train/wav.scp]" in generalist
+    assert f"inject_noise_scp=[{noise}/inject_train/wav.scp]" in specialist
+    assert "magnitude_exponent: 0.3" in (recipe / "exp/g/pse_config.yaml").read_text()
+    res = bash(f"source ./pse.sh\n{body.replace('premix_train', 'premix_tran')}", cwd=recipe)
+    assert res.returncode != 0 and "noise bank premix_tran: no data/noise/premix_tran/wav.scp" in res.stderr

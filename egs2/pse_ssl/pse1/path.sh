@@ -16,7 +16,8 @@ fi
 . "${MAIN_ROOT}/tools/venv/bin/activate"
 
 export PATH=${RECIPE_DIR}/utils:${PATH}
-# One thread per process: parallelism comes from run.pl jobs and DDP ranks.
-export OMP_NUM_THREADS=1
+# One thread per process by default: parallelism comes from run.pl jobs and DDP ranks
+# (PSE_NUM_THREADS=2 ./run.sh ... gives a single job both cores of a 2-core machine).
+export OMP_NUM_THREADS=${PSE_NUM_THREADS:-1}
 export PYTHONIOENCODING=UTF-8
 export PYTHONUNBUFFERED=1

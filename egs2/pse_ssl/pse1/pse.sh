@@ -55,11 +55,14 @@ dumpdir=dump           # formatted data
 expdir=exp             # models, logs, scores and done markers
 local_data_opts=""     # options for local/data.sh (run.sh adds --corpus)
 speakers=""            # target speakers to personalize for (empty: all targets in data/roles.yaml)
-sizes="cpu"            # model sizes: cpu (CPU default) or the paper's tiny small medium large
+sizes="cpu"            # model sizes: cpu (CPU default), stft (STFT-domain, personalize's real-voice
+                       # default) or the paper's tiny small medium large
 methods="pseudo_se pseudo_se_dp cm cm_dp"   # SSL methods (_dp: with data purification)
 fsl_durations="5"      # clean seconds for few-shot fine-tuning
 train_conf_dir=conf    # training configs train_{generalist,ssl,fsl,snr_predictor}.yaml (conf/paper: GPU)
 pse_config=""          # training config for the specialists (empty: ${train_conf_dir}/train_ssl.yaml)
+generalist_config=""   # training config for the generalists (empty: ${train_conf_dir}/train_generalist.yaml)
+generalist_noise="inject_train"   # noise banks (data/noise/<bank>) pooled for the generalists' training
 pse_args=""            # extra options for every training run, e.g. "--max_epoch 2"
 inference_model=valid.loss.best.pth   # checkpoint used by inference and packing
 skip_upload_hf=true    # skip the Hugging Face upload in stage 8
@@ -76,7 +79,7 @@ short_enroll_seconds=1.5   # short enrollment length
 
 # Fixed settings (read-only, so parse_options refuses them as options).
 readonly datadir=data  # written by local/data.sh (stage 1)
-readonly known_sizes="cpu tiny small medium large"
+readonly known_sizes="cpu stft tiny small medium large"
 readonly known_methods="pseudo_se pseudo_se_dp cm cm_dp"
 readonly last_stage=8
 
@@ -107,6 +110,8 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --fsl_durations "D .." clean seconds for few-shot fine-tuning (default: '${fsl_durations}')
   --train_conf_dir DIR  training configs; conf/paper holds the paper's GPU setting (default: ${train_conf_dir})
   --pse_config FILE     specialist training config (default: the one in conf/)
+  --generalist_config FILE  generalist training config (default: the one in conf/)
+  --generalist_noise "B .."  noise banks pooled for the generalists (default: '${generalist_noise}')
   --pse_args STR        extra options for every training run (default: '${pse_args}')
   --inference_model F   checkpoint for inference and packing (default: ${inference_model})
   --skip_upload_hf BOOL skip the Hugging Face upload (default: ${skip_upload_hf})
@@ -161,6 +166,8 @@ setup() {
             || die "--fsl_durations: '${value}' is not a positive number of seconds"
     done
     [ -z "${pse_config}" ] || [ -f "${pse_config}" ] || die "--pse_config: file not found: ${pse_config}"
+    [ -z "${generalist_config}" ] || [ -f "${generalist_config}" ] \
+        || die "--generalist_config: file not found: ${generalist_config}"
     if [ "${skip_upload_hf}" = false ] && [ -z "${hf_repo}" ]; then
         die "--skip_upload_hf false needs --hf_repo user/name"
     fi
@@ -240,8 +247,15 @@ train_pse() {
     shift 7
     schedule=${train_conf_dir}/train_${role}.yaml
     [ "${role}" = ssl ] && [ -n "${pse_config}" ] && schedule=${pse_config}
+    [ "${role}" = generalist ] && [ -n "${generalist_config}" ] && schedule=${generalist_config}
     compose_config "${exp}/pse_config.yaml" "conf/model/${size}.yaml" "${schedule}" "conf/method/${method}.yaml"
-    local objective=(--ssl_objective_conf "inject_noise_scp=${PWD}/${datadir}/noise/inject_train/wav.scp")
+    local banks=inject_train bank scps=()
+    [ "${role}" = generalist ] && banks=${generalist_noise}
+    for bank in ${banks}; do
+        [ -f "${datadir}/noise/${bank}/wav.scp" ] || die "noise bank ${bank}: no ${datadir}/noise/${bank}/wav.scp"
+        scps+=("${PWD}/${datadir}/noise/${bank}/wav.scp")
+    done
+    local objective=(--ssl_objective_conf "inject_noise_scp=[$(IFS=,; echo "${scps[*]}")]")
     [ "${premix}" = true ] && objective+=(--ssl_objective_conf "premix_noise_scp=${PWD}/${datadir}/noise/premix_train/wav.scp")
     if [[ "${method}" == *_dp ]]; then
         objective+=(--ssl_objective_conf "dp_predictor.config=${PWD}/${expdir}/snr_predictor/config.yaml"
@@ -404,7 +418,7 @@ stage_8_pack_upload() {
     done >"${list}"
     local options=()
     [ -f "${expdir}/RESULTS.md" ] && options=(--option "${expdir}/RESULTS.md")
-    ${python} -m espnet2_pse.bin.pack_models --list "${list}" "${options[@]}"
+    ${python} -m espnet2_pse.bin.pack_models --list "${list}" --relative_to "${PWD}" "${options[@]}"
     log "  packed models: ${PWD}/${expdir}/packed"
     if [ "${skip_upload_hf}" = true ]; then
         log "  Hugging Face upload skipped (give --skip_upload_hf false --hf_repo user/name to upload)"
