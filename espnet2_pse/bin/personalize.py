@@ -4,27 +4,27 @@
 Examples:
     # zero-shot: only the person's own noisy recordings (any rate, mono/stereo, wav/flac)
     python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --out me.zip
-    # plus a few seconds of clean speech (few-shot), starting from a packed generalist
-    python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --clean_dir my_clean/ \\
-        --base generalist.zip --out me.zip
-    # then
+    # then, with the same work dir, a few seconds of clean speech (few-shot): the zero-shot
+    # model is reused and fine-tuned
+    python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --clean_dir my_clean/ --out me_fs.zip \\
+        --work_dir me_work
     python -m espnet2_pse.bin.enhance --model me.zip noisy_files/ --out_dir enhanced/
 
 Steps (each leaves a done marker under --work_dir; rerunning skips finished steps, and a
 killed training resumes from its last epoch through ESPnet's ``--resume true``):
   1. data: the recipe's stage-1 code (``espnet2_pse.bin.prepare_data``, as ``local/data.sh
-     --user_noisy_dir`` runs it) builds the noise banks (the embedded synthetic corpus unless
-     --data_root points at a prepared one) and data/speakers/<user>/{pretrain,preval,...}.
-  2. zsl: self-supervised training (PseudoSE by default, or Contrastive Mixtures; optional DP
-     weighting) through ``PSETask``: the recordings are the pseudo-targets, the injection bank
-     the added noise. The checkpoint with the best loss on the preval pseudo-mixtures (the
-     user's held-out recordings + noise; no clean speech) is kept.
-  3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech (PseudoSE without
-     premixture), lr 1e-4, checkpoint chosen on the fsl_val mixtures.
+     --user_noisy_dir`` runs it) builds the noise banks (by default a small ``debian_real``
+     corpus: real recorded sound effects from Debian packages) and
+     data/speakers/<user>/{pretrain,preval,fsl_train,fsl_val}.
+  2. zsl: zero-shot training through ``PSETask``, from the base model (by default the shipped
+     generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the input; the
+     target is the base model's enhancement of the recording (``--teacher_weight``; 0 gives
+     plain PseudoSE: the recording itself). Training runs until ``--budget_minutes`` are used.
+  3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech with injection
+     noise, ``--fsl_budget_minutes``, checkpoint chosen on the fsl_val mixtures.
   4. pack: ``espnet2.bin.pack enh`` writes --out, which ``enhance`` and
      ``SeparateSpeech.from_pretrained`` (after ``import espnet2_pse``) load.
-Each epoch logs "epoch k/N, elapsed, ETA". The defaults train a small model in a few minutes
-on a 2-core CPU; --model_size, --max_epoch and --segments_per_epoch scale it up.
+Each epoch logs "epoch k, elapsed, ETA".
 """
 
 import argparse
@@ -46,41 +46,85 @@ from espnet2_pse.inference.model_loading import resolve_model
 from espnet2_pse.tasks.pse import PSETask
 
 SAMPLE_RATE = 16000
-# Default data root: a small embedded corpus, only needed for its noise banks.
-DEFAULT_DATA_OPTS = "--num_speakers 3 --num_target 1 --num_validation 1 --minutes_per_speaker 1.0"
+# The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft.yaml).
+DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_stft.zip"
+# Default data root: a small debian_real corpus, only needed for its noise banks (the user's
+# held-out preval is 60 s, or a fifth of the recordings when they are shorter).
+DEFAULT_DATA_OPTS = ("--corpus debian_real --debian_targets festru_ru --debian_target_minutes 2 "
+                     "--debian_other_minutes 0.1 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
+                     "--user_preval_seconds 60 --user_fsl_val_seconds 10")
 # Keys of a training config that define the network (taken from --base when given).
 MODEL_KEYS = ("encoder", "encoder_conf", "separator", "separator_conf", "decoder", "decoder_conf",
               "mask_module", "mask_module_conf", "model_conf")
-# --model_size: "cpu" is small enough for a laptop CPU; the others are the paper's sizes.
-# Its 2 ms encoder hop (stride 16 at 16 kHz) halves the frames of the paper's stride 8.
-_CPU_MODEL = {
-    "encoder": "conv", "encoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
-    "decoder": "conv", "decoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
-    "separator": "conv_tasnet_skip",
-    "separator_conf": {"layer": 6, "stack": 1, "bottleneck_dim": 16, "hidden_dim": 32, "skip_dim": 16},
+_STFT = {"n_fft": 512, "win_length": 512, "hop_length": 128, "window": "hann"}
+# --model_size (with --base none): "stft" and "cpu" are sized for a laptop CPU (the cpu
+# model's 2 ms encoder hop is stride 16 at 16 kHz); the others are the paper's sizes.
+_MODELS = {
+    "stft": {"encoder": "stft", "encoder_conf": dict(_STFT), "decoder": "stft", "decoder_conf": dict(_STFT),
+             "separator": "conv_tasnet_skip",
+             "separator_conf": {"layer": 7, "stack": 2, "bottleneck_dim": 64, "hidden_dim": 256, "skip_dim": 64,
+                                "magnitude_exponent": 0.3}},
+    "cpu": {"encoder": "conv", "encoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
+            "decoder": "conv", "decoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
+            "separator": "conv_tasnet_skip",
+            "separator_conf": {"layer": 6, "stack": 1, "bottleneck_dim": 16, "hidden_dim": 32, "skip_dim": 16}},
 }
-MODEL_SIZES = ("cpu", "tiny", "small", "medium", "large")
+MODEL_SIZES = ("stft", "cpu", "tiny", "small", "medium", "large")
 
 
 def model_section(size: str) -> Dict:
-    if size == "cpu":
-        return copy.deepcopy(_CPU_MODEL)
+    if size in _MODELS:
+        return copy.deepcopy(_MODELS[size])
     conv = {"channel": 512, "kernel_size": 16, "stride": 8}
     return {"encoder": "conv", "encoder_conf": dict(conv), "decoder": "conv", "decoder_conf": dict(conv),
             "separator": "conv_tasnet_skip", "separator_conf": {"preset": size}}
 
 
+def causal_section(model: Dict) -> Dict:
+    """The same network, causal: left-only convolutions and cumulative norms (same weights)."""
+    if model.get("separator") != "conv_tasnet_skip":
+        raise ValueError(f"--causal needs a conv_tasnet_skip network, got separator {model.get('separator')!r}")
+    conf = dict(model.get("separator_conf") or {})
+    if conf.get("norm_type") not in (None, "gLN", "cLN", "chLN"):
+        raise ValueError(f"--causal: norm_type {conf['norm_type']!r} has no causal counterpart")
+    conf["causal"] = True
+    conf["norm_type"] = "chLN" if conf.get("norm_type") == "chLN" else "cLN"
+    return {**model, "separator_conf": conf}
+
+
+class BudgetReached(Exception):
+    """Raised before an epoch that would end after the time budget."""
+
+
 class _ProgressTrainer(Trainer):
-    """ESPnet's trainer plus one "epoch k/N, elapsed, ETA" line per finished epoch."""
+    """ESPnet's trainer plus one "epoch k, elapsed, ETA" line per finished epoch, and a time
+    budget: no epoch starts that would end after ``budget_s`` seconds (the mean epoch time so
+    far predicts its end). Every finished epoch is saved as ESPnet saves it, so stopping on the
+    budget leaves the same files as reaching max_epoch."""
 
     label = "train"
+    budget_s: Optional[float] = None
     _start = 0.0
     _first_epoch: Optional[int] = None
+    _epochs_done = 0
 
     @classmethod
     def run(cls, *args, **kwargs):
-        cls._start, cls._first_epoch = time.perf_counter(), None
-        return super().run(*args, **kwargs)
+        cls._start, cls._first_epoch, cls._epochs_done = time.perf_counter(), None, 0
+        try:
+            return super().run(*args, **kwargs)
+        except BudgetReached:
+            logging.info("personalize %s: time budget of %.0f s used after %d epoch(s) (%.0f s)",
+                         cls.label, cls.budget_s, cls._epochs_done, time.perf_counter() - cls._start)
+            return None
+
+    @classmethod
+    def train_one_epoch(cls, *args, **kwargs):
+        if cls.budget_s is not None and cls._epochs_done:
+            elapsed = time.perf_counter() - cls._start
+            if elapsed + elapsed / cls._epochs_done > cls.budget_s:
+                raise BudgetReached
+        return super().train_one_epoch(*args, **kwargs)
 
     @classmethod
     def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option):
@@ -88,11 +132,12 @@ class _ProgressTrainer(Trainer):
         epoch = reporter.epoch
         if cls._first_epoch is None:
             cls._first_epoch = epoch  # a resumed run starts later: time only this process's epochs
-        done = epoch - cls._first_epoch + 1
+        cls._epochs_done = epoch - cls._first_epoch + 1
         elapsed = time.perf_counter() - cls._start
-        eta = elapsed / done * (options.max_epoch - epoch)
-        logging.info("personalize %s: epoch %d/%d, elapsed %.0f s, ETA %.0f s",
-                     cls.label, epoch, options.max_epoch, elapsed, eta)
+        eta = elapsed / cls._epochs_done * (options.max_epoch - epoch)
+        if cls.budget_s is not None:
+            eta = min(eta, max(0.0, cls.budget_s - elapsed))
+        logging.info("personalize %s: epoch %d, elapsed %.0f s, ETA %.0f s", cls.label, epoch, elapsed, eta)
         return result
 
 
@@ -105,7 +150,7 @@ class _PersonalizeTask(PSETask):
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Personalize a speech enhancement model from one person's noisy recordings "
-        "(self-supervised), optionally fine-tuned on a little clean speech; writes a packed zip.",
+        "(zero-shot), optionally fine-tuned on a little clean speech (few-shot); writes a packed zip.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--noisy_dir", required=True, help="folder of the person's own noisy recordings")
@@ -116,31 +161,44 @@ def get_parser() -> argparse.ArgumentParser:
                    help="data, experiments and done markers; unset: <out without .zip>_work")
     g = p.add_argument_group("data (the recipe's stage 1)")
     g.add_argument("--data_root", default=None,
-                   help="data root with noise banks (the recipe's data/); built as an embedded corpus when "
+                   help="data root with noise banks (the recipe's data/); built from --data_opts when "
                    "missing; unset: <work_dir>/data")
     g.add_argument("--data_opts", default=DEFAULT_DATA_OPTS,
                    help="options for espnet2_pse.bin.prepare_data; they must match how an existing --data_root "
-                   "was built (\"\" for prepare_data's own defaults)")
+                   "was built (\"\" for prepare_data's own defaults: the embedded synthetic corpus)")
     g.add_argument("--nj", type=int, default=1, help="worker processes for data preparation")
-    g = p.add_argument_group("self-supervised training")
+    g = p.add_argument_group("zero-shot training")
+    g.add_argument("--base", default=str(DEFAULT_BASE),
+                   help="start from this model (zip, dir or HF id; its architecture is kept), or 'none' to "
+                   "train --model_size from scratch")
+    g.add_argument("--model_size", choices=MODEL_SIZES, default="stft", help="network with --base none")
+    g.add_argument("--causal", action="store_true",
+                   help="a causal personal model (streaming, pse-export --streaming): the base's network with "
+                   "causal convolutions and cumulative norms, initialised from the base's weights, which stays "
+                   "the (non-causal) teacher")
     g.add_argument("--method", choices=("pseudo_se", "contrastive_mixtures"), default="pseudo_se",
                    help="self-supervised objective (add DP with the --dp_predictor_* options)")
-    g.add_argument("--base", default=None, help="start from this model (zip, dir or HF id); its architecture is kept")
-    g.add_argument("--model_size", choices=MODEL_SIZES, default="cpu", help="network when no --base is given")
+    g.add_argument("--teacher_weight", type=float, default=1.0,
+                   help="pseudo_se target: this share of the base model's enhancement of the recording, the "
+                   "rest the recording itself (0: plain PseudoSE; needs a --base)")
+    g.add_argument("--budget_minutes", type=float, default=9.0,
+                   help="training time of the zero-shot step (no epoch starts that would end after it)")
+    g.add_argument("--max_epoch", type=int, default=1000, help="epoch cap of the zero-shot step")
     g.add_argument("--config", default=None,
                    help="YAML of ESPnet training options overriding the defaults (--max_epoch and --lr still win)")
     g.add_argument("--inject_noise_scp", default=None,
                    help="injection noise wav.scp (16 kHz); unset: the data root's noise/inject_train")
     g.add_argument("--dp_predictor_config", default=None, help="DP: config.yaml of a trained SNR predictor")
     g.add_argument("--dp_predictor_model", default=None, help="DP: its model file")
-    g.add_argument("--max_epoch", type=int, default=10, help="epochs of the self-supervised training")
     g.add_argument("--segments_per_epoch", type=int, default=20,
                    help="recording segments (<= 8 s) per epoch; each gives about 2 crops per second (50%% overlap)")
     g.add_argument("--batch_size", type=int, default=8, help="chunks per batch")
-    g.add_argument("--chunk_seconds", type=float, default=1.0, help="training crop length in seconds")
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the paper's)")
+    g.add_argument("--chunk_seconds", type=float, default=2.0, help="training crop length in seconds")
+    g.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (unset: 3e-4 from a base model, the paper's 1e-3 from scratch)")
     g = p.add_argument_group("few-shot fine-tuning (with --clean_dir)")
-    g.add_argument("--fsl_max_epoch", type=int, default=3, help="epochs of the fine-tuning")
+    g.add_argument("--fsl_budget_minutes", type=float, default=2.5, help="training time of the fine-tuning")
+    g.add_argument("--fsl_max_epoch", type=int, default=1000, help="epoch cap of the fine-tuning")
     g.add_argument("--fsl_lr", type=float, default=1e-4, help="Adam learning rate of the fine-tuning")
     g = p.add_argument_group("run")
     g.add_argument("--ngpu", type=int, default=0, help="GPUs for training (0: CPU)")
@@ -181,6 +239,7 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
         # ESPnet's chunk iterator counts utterances (here: segments) in num_iters_per_epoch.
         "num_iters_per_epoch": args.segments_per_epoch,
         "optim": "adam",
+        "grad_clip": 5.0,
         "best_model_criterion": [["valid", "loss", "min"]],
         "keep_nbest_models": 1,
         "num_workers": 0,
@@ -194,7 +253,7 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
         overrides = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
         if args.base and set(overrides) & set(MODEL_KEYS):
             raise ValueError(f"--config {args.config} sets {sorted(set(overrides) & set(MODEL_KEYS))}, "
-                             "but the network comes from --base; drop those keys or --base")
+                             "but the network comes from --base; drop those keys or use --base none")
         config.update(overrides)
     config["max_epoch"] = max_epoch
     config["optim_conf"] = {**(config.get("optim_conf") or {}), "lr": lr}
@@ -202,11 +261,12 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
 
 
 def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
-          init_param: Optional[Path]) -> Path:
+          init_param: Optional[Path], budget_minutes: float, select: str = "valid.loss.best.pth") -> Path:
     """Train (or resume, or skip when done) one model; returns its selected checkpoint."""
-    best = exp / "valid.loss.best.pth"
+    best = exp / select
     settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
-                "init_param": str(init_param) if init_param else None, "train_args": args.train_args}
+                "init_param": str(init_param) if init_param else None, "train_args": args.train_args,
+                "budget_minutes": budget_minutes}
     record = exp / "personalize_settings.yaml"
     if record.is_file():
         old = yaml.safe_load(record.read_text(encoding="utf-8"))
@@ -233,8 +293,10 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
     if init_param is not None:
         cmd += ["--init_param", str(init_param)]
     cmd += shlex.split(args.train_args)
-    logging.info("personalize %s: training %d epoch(s) in %s", name, config["max_epoch"], exp)
+    logging.info("personalize %s: training for %.1f min (at most %d epochs) in %s",
+                 name, budget_minutes, config["max_epoch"], exp)
     _ProgressTrainer.label = name
+    _ProgressTrainer.budget_s = budget_minutes * 60
     _PersonalizeTask.main(cmd=cmd)
     if not best.exists():
         raise RuntimeError(f"{exp}: training ended without {best.name}; see the log above")
@@ -261,40 +323,64 @@ def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -
             tmp.unlink()
 
 
-def personalize(args) -> Path:
-    out = Path(args.out).absolute()
-    if out.suffix != ".zip":
+def check_args(args) -> None:
+    """Refuse contradicting options; ``--base none`` becomes ``args.base = None``."""
+    if args.base.lower() == "none":
+        args.base = None
+    if Path(args.out).suffix != ".zip":
         raise ValueError(f"--out {args.out}: the packed model must be a .zip file")
     if bool(args.dp_predictor_config) != bool(args.dp_predictor_model):
         raise ValueError("DP needs both --dp_predictor_config and --dp_predictor_model")
     for name in ("noisy_dir", "clean_dir"):
         if getattr(args, name) and not Path(getattr(args, name)).is_dir():
             raise FileNotFoundError(f"--{name} {getattr(args, name)}: not a directory")
+    if not 0.0 <= args.teacher_weight <= 1.0:
+        raise ValueError(f"--teacher_weight must be in [0, 1], got {args.teacher_weight}")
+    if args.method != "pseudo_se" and args.teacher_weight > 0 and args.base:
+        raise ValueError(f"--teacher_weight is a pseudo_se option; use --teacher_weight 0 with --method {args.method}")
+    if min(args.budget_minutes, args.fsl_budget_minutes) <= 0:
+        raise ValueError("--budget_minutes and --fsl_budget_minutes must be positive")
+
+
+def personalize(args) -> Path:
+    check_args(args)
+    out = Path(args.out).absolute()
     work = Path(args.work_dir or out.with_name(out.stem + "_work")).absolute()
     data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
     start = time.perf_counter()
     logging.info("personalize: step 1/4 data (%s)", data_root)
     speaker = prepare_data(args, data_root)
 
-    model = model_section(args.model_size)
-    base_file = None
+    model, base_files = model_section(args.model_size), None
     if args.base:
-        files = resolve_model(args.base, work / "base")
-        base_config = yaml.safe_load(files.train_config.read_text(encoding="utf-8"))
+        base_files = resolve_model(args.base, work / "base")
+        base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
         model = {k: base_config[k] for k in MODEL_KEYS if k in base_config}
-        base_file = files.model_file
+    if args.causal:
+        model = causal_section(model)
     inject = str(Path(args.inject_noise_scp).absolute()) if args.inject_noise_scp \
         else str(data_root / "noise" / "inject_train" / "wav.scp")
     # The recordings are already noisy (premixed): no premixture bank for the user.
     objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+    teacher = base_files is not None and args.teacher_weight > 0
+    if teacher:
+        objective.update(teacher={"config": str(base_files.train_config), "model_file": str(base_files.model_file)},
+                         teacher_weight=args.teacher_weight)
     dp = bool(args.dp_predictor_config)
     if dp:
         objective["dp_predictor"] = {"config": str(Path(args.dp_predictor_config).absolute()),
                                      "model_file": str(Path(args.dp_predictor_model).absolute())}
-    logging.info("personalize: step 2/4 zero-shot %s training", args.method)
-    zsl_config = training_config(args, model, args.method, objective, args.lr, args.max_epoch, dp)
+    logging.info("personalize: step 2/4 zero-shot %s training%s", args.method,
+                 f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
+    lr = args.lr if args.lr is not None else (3e-4 if base_files else 1e-3)
+    zsl_config = training_config(args, model, args.method, objective, lr, args.max_epoch, dp)
     final_exp = work / "exp" / "zsl"
-    final = train(args, "zsl", final_exp, zsl_config, speaker / "pretrain", speaker / "preval", base_file)
+    # The preval references are the noisy recordings themselves: their loss would favour models
+    # that keep the recordings' background, which the teacher's targets remove, so a teacher run
+    # keeps its last epoch.
+    final = train(args, "zsl", final_exp, zsl_config, speaker / "pretrain", speaker / "preval",
+                  base_files.model_file if base_files else None, args.budget_minutes,
+                  select="latest.pth" if teacher else "valid.loss.best.pth")
 
     if args.clean_dir:
         logging.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
@@ -302,7 +388,8 @@ def personalize(args) -> Path:
         fsl_objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
         fsl_config = training_config(args, model, "pseudo_se", fsl_objective, args.fsl_lr, args.fsl_max_epoch, False)
         final_exp = work / "exp" / "fsl"
-        final = train(args, "fsl", final_exp, fsl_config, speaker / "fsl_train", speaker / "fsl_val", final)
+        final = train(args, "fsl", final_exp, fsl_config, speaker / "fsl_train", speaker / "fsl_val", final,
+                      args.fsl_budget_minutes)
     else:
         logging.info("personalize: step 3/4 few-shot fine-tuning skipped (no --clean_dir)")
 
@@ -311,8 +398,10 @@ def personalize(args) -> Path:
     selected = Path(os.path.realpath(final)).relative_to(work).as_posix()
     summary.write_text(yaml.safe_dump({
         "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
-        "few_shot": bool(args.clean_dir), "selected_checkpoint": selected,
-        "selection": "valid loss on " + ("fsl_val" if args.clean_dir else "preval pseudo-mixtures"),
+        "teacher_weight": args.teacher_weight if teacher else 0.0,
+        "few_shot": bool(args.clean_dir), "causal": args.causal, "selected_checkpoint": selected,
+        "selection": ("valid loss on fsl_val" if args.clean_dir else
+                      "last epoch" if teacher else "valid loss on preval pseudo-mixtures"),
     }, sort_keys=False), encoding="utf-8")
     pack(work, final_exp / "config.yaml", final, out, summary)
     logging.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)

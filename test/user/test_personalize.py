@@ -2,11 +2,14 @@
 
 One run (module fixture): the person's 8 noisy recordings (8/16/44.1 kHz, mono/stereo,
 wav/flac) and 10 s of clean speech -> tiny embedded corpus for the noise banks -> zero-shot
-PseudoSE -> few-shot fine-tuning -> packed zip. The network and schedule are shrunk (a
-4-block TCN, 0.5 s crops, 2 + 1 short epochs, lr 3e-3) so the run takes about a minute.
+PseudoSE from scratch (``--base none``) -> few-shot fine-tuning -> packed zip. The network
+and schedule are shrunk (a 4-block TCN, 0.5 s crops, 2 + 1 short epochs, lr 3e-3) so the run
+takes about a minute. A second user then starts from the first user's model as the base
+(and teacher).
 """
 
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -29,11 +32,11 @@ TINY_NETWORK = {
 def personalize_args(root: Path, **changes):
     args = {
         "--noisy_dir": root / "noisy", "--clean_dir": root / "clean", "--out": root / "me.zip",
-        "--data_opts": TINY_DATA_OPTS, "--config": root / "tiny.yaml", "--chunk_seconds": 0.5,
+        "--data_opts": TINY_DATA_OPTS, "--config": root / "tiny.yaml", "--chunk_seconds": 0.5, "--base": "none",
         "--lr": 3e-3, "--max_epoch": 2, "--segments_per_epoch": 5, "--fsl_max_epoch": 1,
     }
     args.update(changes)
-    return [str(x) for kv in args.items() for x in kv]
+    return [str(x) for kv in args.items() for x in kv if x is not None]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +156,7 @@ def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path,
                          "--segments_per_epoch": 2, "--base": personalized / "me.zip"})
     args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"))] + [
         "--user_name", "bob", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(tmp_path / "work"),
-        "--method", "contrastive_mixtures", "--dp_predictor_config", str(predictor / "config.yaml"),
+        "--method", "contrastive_mixtures", "--teacher_weight", "0", "--dp_predictor_config", str(predictor / "config.yaml"),
         "--dp_predictor_model", str(predictor / "model.pth"),
     ]
     # The network comes from --base: a --config that also sets one is refused.
@@ -172,3 +175,36 @@ def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path,
         summary = yaml.safe_load(z.read("exp/zsl/personalize.yaml"))
     assert summary["few_shot"] is False and summary["selection"] == "valid loss on preval pseudo-mixtures"
     assert not (tmp_path / "work/exp/fsl").exists()
+
+
+def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_path, caplog):
+    """With a base model, the zero-shot targets are its enhancement of the recordings; the
+    budget stops training before an epoch that would not fit; the pack keeps the base's keys;
+    --causal makes the base's network causal, and that personal zip exports for streaming."""
+    import torch
+
+    caplog.set_level(logging.INFO)
+    work = tmp_path / "work"
+    args = personalize_args(personalized, **{"--out": tmp_path / "carol.zip", "--base": personalized / "me.zip",
+                                             "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None})
+    args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"), "--config",
+                                         str(personalized / "tiny.yaml"))]
+    args += ["--user_name", "carol", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
+    assert personalize.main(args) == 0
+    assert "time budget of 1 s used after 1 epoch(s)" in caplog.text
+    config = yaml.safe_load((work / "exp/zsl/config.yaml").read_text())
+    teacher = config["ssl_objective_conf"]["teacher"]
+    assert teacher["model_file"].startswith(str(work / "base/exp/fsl/")) and config["ssl_objective_conf"]["teacher_weight"] == 1.0
+    assert os.path.realpath(work / "exp/zsl/latest.pth").endswith("1epoch.pth")
+    with zipfile.ZipFile(tmp_path / "carol.zip") as z:
+        summary = yaml.safe_load(z.read("exp/zsl/personalize.yaml"))
+        trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
+    assert summary["selection"] == "last epoch" and summary["teacher_weight"] == 1.0
+    base = torch.load(teacher["model_file"], map_location="cpu")
+    assert set(trained) == set(base)  # the frozen teacher never enters the saved state dict
+    assert config["separator_conf"]["causal"] is True and config["separator_conf"]["norm_type"] == "cLN"
+    assert summary["causal"] is True
+    from espnet2_pse.bin.export import main as export
+
+    assert export(["--model", str(tmp_path / "carol.zip"), "--out", str(tmp_path / "carol.onnx"), "--streaming"]) == 0
+    assert "algorithmic latency 2.0 ms" in caplog.text and (tmp_path / "carol.onnx").is_file()
