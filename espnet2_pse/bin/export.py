@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from espnet2_pse.inference.model_loading import ModelNotFoundError, build_separate_speech, resolve_model
+from espnet2_pse.scoring.metrics import si_sdr
 
 MAX_ABS_DIFF = 1e-4
 MIN_SI_SDR_DB = 60.0
@@ -52,15 +53,6 @@ def check_signal(fs: int, seconds: float = CHECK_SECONDS, seed: int = 0) -> np.n
     return (0.1 * voice * envelope + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
-def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """SI-SDR (dB) of ``estimate`` against ``reference``: their agreement, inf when equal."""
-    reference = reference.astype(np.float64)
-    estimate = estimate.astype(np.float64)
-    target = np.dot(estimate, reference) / max(np.dot(reference, reference), 1e-20) * reference
-    error = np.sum((estimate - target) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(np.sum(target**2) / error))
-
-
 def reference_output(model, x: np.ndarray) -> np.ndarray:
     """The ESPnet model's first output on (T,) ``x``, scaled as ``SeparateSpeech`` does."""
     speech = torch.from_numpy(x)[None]
@@ -72,7 +64,7 @@ def reference_output(model, x: np.ndarray) -> np.ndarray:
 
 def compare(estimate: np.ndarray, reference: np.ndarray) -> Tuple[float, float, bool]:
     diff = float(np.abs(estimate - reference).max())
-    agreement = si_sdr_db(estimate, reference)
+    agreement = si_sdr(reference, estimate)
     return diff, agreement, diff <= MAX_ABS_DIFF or agreement >= MIN_SI_SDR_DB
 
 

@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -90,6 +90,21 @@ def _pause(rng: np.random.Generator, cfg: DebianConfig) -> np.ndarray:
     return np.zeros(int(rng.uniform(*cfg.pause_seconds) * SAMPLE_RATE), dtype=np.float32)
 
 
+def _decoded(paths: Sequence[Path], rejected: List[Tuple[str, str]],
+             enough: Callable[[], bool]) -> Iterator[Tuple[Path, np.ndarray]]:
+    """(path, 16-kHz clip) for each readable path, until ``enough()``; unreadable ones go to
+    ``rejected``. ``enough`` is asked before each file, so nothing past the cap is decoded."""
+    for path in paths:
+        if enough():
+            return
+        try:
+            clip = load_audio(path)
+        except AudioError as err:
+            rejected.append((err.path, err.reason))
+            continue
+        yield path, clip
+
+
 def _voice_job(job) -> Tuple[List[Item], List[Tuple[str, str]]]:
     """(speaker id, clip paths, minute cap, cfg, out dir) -> (utterance Items, rejections)."""
     spk, paths, minutes, cfg, out_dir = job
@@ -115,14 +130,7 @@ def _voice_job(job) -> Tuple[List[Item], List[Tuple[str, str]]]:
             items.append(Item(key, str(path), len(piece) / SAMPLE_RATE, spk))
             total += len(piece)
 
-    for path in paths:
-        if cap is not None and total >= cap:
-            break
-        try:
-            clip = load_audio(path)
-        except AudioError as err:
-            rejected.append((err.path, err.reason))
-            continue
+    for _, clip in _decoded(paths, rejected, lambda: cap is not None and total >= cap):
         if pending:
             pending.append(_pause(rng, cfg))
         pending.append(clip)
@@ -146,14 +154,7 @@ def _noise_job(job) -> Tuple[Dict[str, List[Item]], List[Tuple[str, str]]]:
     clips, rejected, total = [], [], 0
     cap = int(minutes * 60 * SAMPLE_RATE) if minutes > 0 else None
     longest = int(cfg.scene_seconds[1] * SAMPLE_RATE)
-    for path in paths:
-        if cap is not None and total >= cap:
-            break
-        try:
-            clip = load_audio(path)
-        except AudioError as err:
-            rejected.append((err.path, err.reason))
-            continue
+    for path, clip in _decoded(paths, rejected, lambda: cap is not None and total >= cap):
         if len(clip) > MAX_NOISE_CLIP_SECONDS * SAMPLE_RATE:
             rejected.append((str(path), f"lasts {len(clip) / SAMPLE_RATE:.0f} s: music, not an effect "
                                         f"(noise clips are at most {MAX_NOISE_CLIP_SECONDS:g} s)"))
