@@ -58,7 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--voices", default="", help="comma-separated target voices (default: every target)")
     p.add_argument("--noisy_minutes", type=float, default=20.0, help="minutes of own noisy recordings per voice")
     p.add_argument("--clean_seconds", type=float, default=60.0, help="seconds of clean speech for few-shot")
-    p.add_argument("--personalize_args", default="", help="extra options for both personalize runs")
+    p.add_argument("--personalize_args", default="",
+                   help="extra options for both personalize runs; write --personalize_args=--causal when the "
+                   "value is a single option (argparse takes a lone '--x' for an option of its own)")
     p.add_argument("--base", default="", help="personalize's --base (default: its own default, the shipped "
                    "generalist), also scored alone as 'generalist'")
     p.add_argument("--zero_shot_only", action="store_true", help="skip the few-shot personalize run")

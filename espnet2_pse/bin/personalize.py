@@ -16,10 +16,11 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
      --user_noisy_dir`` runs it) builds the noise banks (by default a small ``debian_real``
      corpus: real recorded sound effects from Debian packages) and
      data/speakers/<user>/{pretrain,preval,fsl_train,fsl_val}.
-  2. zsl: zero-shot training through ``PSETask``, from the base model (by default the shipped
-     generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the input; the
-     target is the base model's enhancement of the recording (``--teacher_weight``; 0 gives
-     plain PseudoSE: the recording itself). Training runs until ``--budget_minutes`` are used.
+  2. zsl: zero-shot PseudoSE training through ``PSETask``, from the base model (by default the
+     shipped generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the
+     input, the recordings the target (``--teacher_weight`` mixes the base model's enhancement
+     of them into the target). Training runs until ``--budget_minutes`` are used; the epoch
+     with the best loss on the held-out preval pseudo-mixtures is kept.
   3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech with injection
      noise, ``--fsl_budget_minutes``, checkpoint chosen on the fsl_val mixtures.
   4. pack: ``espnet2.bin.pack enh`` writes --out, which ``enhance`` and
@@ -174,13 +175,14 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--model_size", choices=MODEL_SIZES, default="stft", help="network with --base none")
     g.add_argument("--causal", action="store_true",
                    help="a causal personal model (streaming, pse-export --streaming): the base's network with "
-                   "causal convolutions and cumulative norms, initialised from the base's weights, which stays "
-                   "the (non-causal) teacher")
+                   "causal convolutions and cumulative norms, initialised from the base's weights (a teacher of "
+                   "--teacher_weight stays the non-causal base)")
     g.add_argument("--method", choices=("pseudo_se", "contrastive_mixtures"), default="pseudo_se",
                    help="self-supervised objective (add DP with the --dp_predictor_* options)")
-    g.add_argument("--teacher_weight", type=float, default=1.0,
+    g.add_argument("--teacher_weight", type=float, default=0.0,
                    help="pseudo_se target: this share of the base model's enhancement of the recording, the "
-                   "rest the recording itself (0: plain PseudoSE; needs a --base)")
+                   "rest the recording itself (0: plain PseudoSE, which measured better on real voices; "
+                   "needs a --base; > 0 keeps the last epoch)")
     g.add_argument("--budget_minutes", type=float, default=9.0,
                    help="training time of the zero-shot step (no epoch starts that would end after it)")
     g.add_argument("--max_epoch", type=int, default=1000, help="epoch cap of the zero-shot step")

@@ -4,8 +4,8 @@ One run (module fixture): the person's 8 noisy recordings (8/16/44.1 kHz, mono/s
 wav/flac) and 10 s of clean speech -> tiny embedded corpus for the noise banks -> zero-shot
 PseudoSE from scratch (``--base none``) -> few-shot fine-tuning -> packed zip. The network
 and schedule are shrunk (a 4-block TCN, 0.5 s crops, 2 + 1 short epochs, lr 3e-3) so the run
-takes about a minute. A second user then starts from the first user's model as the base
-(and teacher).
+takes about a minute. Other users then start from the first user's model as the base
+(and, with ``--teacher_weight``, teacher).
 """
 
 import logging
@@ -156,7 +156,7 @@ def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path,
                          "--segments_per_epoch": 2, "--base": personalized / "me.zip"})
     args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"))] + [
         "--user_name", "bob", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(tmp_path / "work"),
-        "--method", "contrastive_mixtures", "--teacher_weight", "0", "--dp_predictor_config", str(predictor / "config.yaml"),
+        "--method", "contrastive_mixtures", "--dp_predictor_config", str(predictor / "config.yaml"),
         "--dp_predictor_model", str(predictor / "model.pth"),
     ]
     # The network comes from --base: a --config that also sets one is refused.
@@ -186,7 +186,8 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     caplog.set_level(logging.INFO)
     work = tmp_path / "work"
     args = personalize_args(personalized, **{"--out": tmp_path / "carol.zip", "--base": personalized / "me.zip",
-                                             "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None})
+                                             "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None,
+                                             "--teacher_weight": 1.0})
     args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"), "--config",
                                          str(personalized / "tiny.yaml"))]
     args += ["--user_name", "carol", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
