@@ -3,7 +3,7 @@
 
     make -C tools bench                                   # the peers (bench/requirements.txt)
     tools/venv/bin/python bench/bench_real_voice.py       # every target voice of debian_real
-    tools/venv/bin/python bench/bench_real_voice.py --voices festru_ru,fillets_cs_v --work_dir /tmp/b
+    tools/venv/bin/python bench/bench_real_voice.py --voices festru_ru,fillets_cs_v --work_dir bench_two
 
 For each target voice of the ``debian_real`` corpus (real recorded voices and sound effects
 from Debian packages, built under ``<work_dir>/data`` when missing):

@@ -232,12 +232,6 @@ stage_1_data_prep() {
     mark_done stage1_data "${signature}"
 }
 
-# Target speakers: --speakers, or every target of the data's roles.yaml.
-target_speakers() {
-    if [ -n "${speakers}" ]; then echo "${speakers}"; return; fi
-    ${python} -c "import sys, yaml; print(' '.join(yaml.safe_load(open(sys.argv[1]))['target']))" \
-        "${dumpdir}/roles.yaml"
-}
 
 # train_pse EXP ROLE SIZE METHOD TRAIN_DIR VALID_DIR PREMIX [ARGS...]: one pse_train run.
 # ROLE picks ${train_conf_dir}/train_ROLE.yaml; METHOD conf/method/METHOD.yaml; PREMIX=true
@@ -249,13 +243,11 @@ train_pse() {
     [ "${role}" = ssl ] && [ -n "${pse_config}" ] && schedule=${pse_config}
     [ "${role}" = generalist ] && [ -n "${generalist_config}" ] && schedule=${generalist_config}
     compose_config "${exp}/pse_config.yaml" "conf/model/${size}.yaml" "${schedule}" "conf/method/${method}.yaml"
-    local banks=inject_train bank scps=()
+    local banks=inject_train scps
     [ "${role}" = generalist ] && banks=${generalist_noise}
-    for bank in ${banks}; do
-        [ -f "${datadir}/noise/${bank}/wav.scp" ] || die "noise bank ${bank}: no ${datadir}/noise/${bank}/wav.scp"
-        scps+=("${PWD}/${datadir}/noise/${bank}/wav.scp")
-    done
-    local objective=(--ssl_objective_conf "inject_noise_scp=[$(IFS=,; echo "${scps[*]}")]")
+    # shellcheck disable=SC2086  # one word per bank
+    scps=$(noise_scp_list ${banks}) || exit 1
+    local objective=(--ssl_objective_conf "inject_noise_scp=${scps}")
     [ "${premix}" = true ] && objective+=(--ssl_objective_conf "premix_noise_scp=${PWD}/${datadir}/noise/premix_train/wav.scp")
     if [[ "${method}" == *_dp ]]; then
         objective+=(--ssl_objective_conf "dp_predictor.config=${PWD}/${expdir}/snr_predictor/config.yaml"
@@ -268,12 +260,6 @@ train_pse() {
         --valid_data_path_and_name_and_type "${valid}/wav.scp,speech_mix,sound" \
         --valid_data_path_and_name_and_type "${valid}/spk1.scp,speech_ref1,sound" \
         --valid_shape_file "${valid}/speech_shape" "${objective[@]}" "$@" ${pse_args}
-}
-
-# Whether the speaker's SSL pool is clean corpus speech (premixture added on the fly).
-needs_premix() {
-    ${python} -c "import sys, yaml; print('false' if yaml.safe_load(open(sys.argv[1])).get('premixed') else 'true')" \
-        "${dumpdir}/speakers/$1/meta.yaml"
 }
 
 stage_2_format() {

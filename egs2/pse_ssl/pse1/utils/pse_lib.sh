@@ -1,6 +1,7 @@
-# Generic helpers of pse.sh (sourced by it): done markers, training launch, a job pool and
-# config composition. They use pse.sh's log/die and its option variables (expdir, python,
-# cuda_cmd, ngpu, num_nodes, train_nj).
+# Generic helpers of pse.sh (sourced by it): done markers, training launch, a job pool,
+# config composition and data lookups (target speakers, noise banks). They use pse.sh's
+# log/die and its option variables (expdir, datadir, dumpdir, speakers, python, cuda_cmd,
+# ngpu, num_nodes, train_nj).
 
 # stage_done NAME [SIGNATURE]: succeeds when step NAME finished with the same SIGNATURE (the
 # options it ran with), so changing those options redoes the step instead of skipping it.
@@ -72,4 +73,28 @@ compose_config() {
     mkdir -p "$(dirname "${out}")"
     for f in "$@"; do printf '# ---- %s\n' "${f}"; cat "${f}"; echo; done >"${out}.tmp"
     mv "${out}.tmp" "${out}"
+}
+
+# Target speakers: --speakers, or every target of the data's roles.yaml.
+target_speakers() {
+    if [ -n "${speakers}" ]; then echo "${speakers}"; return; fi
+    ${python} -c "import sys, yaml; print(' '.join(yaml.safe_load(open(sys.argv[1]))['target']))" \
+        "${dumpdir}/roles.yaml"
+}
+
+# Whether the speaker's SSL pool is clean corpus speech (premixture added on the fly).
+needs_premix() {
+    ${python} -c "import sys, yaml; print('false' if yaml.safe_load(open(sys.argv[1])).get('premixed') else 'true')" \
+        "${dumpdir}/speakers/$1/meta.yaml"
+}
+
+# noise_scp_list BANK...: the banks' wav.scp files (data/noise/BANK) as one YAML list, as
+# the objectives' inject_noise_scp takes it; dies naming a bank that is missing.
+noise_scp_list() {
+    local bank scps=()
+    for bank in "$@"; do
+        [ -f "${datadir}/noise/${bank}/wav.scp" ] || die "noise bank ${bank}: no ${datadir}/noise/${bank}/wav.scp"
+        scps+=("${PWD}/${datadir}/noise/${bank}/wav.scp")
+    done
+    echo "[$(IFS=,; echo "${scps[*]}")]"
 }
