@@ -48,6 +48,8 @@ from espnet2_pse.scoring.metrics import score_utterance  # noqa: E402
 FS = 16000
 SYSTEMS = ("unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-shot", "few-shot")
 PERSONAL = ("zero-shot", "few-shot")
+# Outputs that depend on the personalize setting (--base, --personalize_args) and so go to tagged folders.
+PER_SETTING = ("generalist",) + PERSONAL
 COLUMNS = ("si_sdri", "pesq", "estoi")
 
 
@@ -171,7 +173,7 @@ def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tag: str
         x, _ = sf.read(test.wav[key], dtype="float64")
         s, _ = sf.read(test.spk1[key], dtype="float64")
         for system in systems:
-            folder = f"{system}{tag}" if system in PERSONAL else system
+            folder = f"{system}{tag}" if system in PER_SETTING else system
             y = None if system == "unprocessed" else sf.read(str(vdir / "enhanced" / folder / f"{key}.wav"),
                                                              dtype="float64")[0]
             rows[system].append(score_utterance(s, x, y, FS, metrics=("si_sdr", "pesq", "estoi"), key=key))
@@ -219,17 +221,17 @@ def main() -> None:
     from espnet2_pse.bin.personalize import DEFAULT_BASE
 
     base = args.base or str(DEFAULT_BASE)
+    tag = f"_{args.tag}" if args.tag else ""
     results = {}
     for voice in voices:
         vdir = work / "voices" / voice
         test_dir = root / "speakers" / voice / "test"
         write_user_folders(root, voice, vdir / "user", args)
         peer_outputs(test_dir, vdir, dfn)
-        enhance_dir(base, test_dir, vdir / "enhanced" / "generalist", log)
+        enhance_dir(base, test_dir, vdir / "enhanced" / f"generalist{tag}", log)
         times = personalize_and_enhance(root, voice, vdir, args, log)
         systems = [s for s in SYSTEMS if s not in PERSONAL or s in times]
         print(f"bench: {voice}: scoring", flush=True)
-        tag = f"_{args.tag}" if args.tag else ""
         results[voice] = {"times": times, "scores": score_voice(root, voice, vdir, systems, tag)}
         (work / f"results{tag}.json").write_text(json.dumps(results, indent=1))
     label = f" [{args.tag}]" if args.tag else ""
