@@ -128,9 +128,8 @@ def enhance_dir(model: str, test_dir: Path, out: Path, log: Path) -> None:
         (out / ".done").write_text("")
 
 
-def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, log: Path) -> Dict[str, float]:
+def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, log: Path) -> Dict[str, float]:
     """zero-shot and few-shot personalize + enhance of the test mixtures; returns wall times."""
-    tag = f"_{args.tag}" if args.tag else ""
     times_path = vdir / f"times{tag}.json"
     times = json.loads(times_path.read_text()) if times_path.is_file() else {}
     test_dir = root / "speakers" / voice / "test"
@@ -229,7 +228,7 @@ def main() -> None:
         write_user_folders(root, voice, vdir / "user", args)
         peer_outputs(test_dir, vdir, dfn)
         enhance_dir(base, test_dir, vdir / "enhanced" / f"generalist{tag}", log)
-        times = personalize_and_enhance(root, voice, vdir, args, log)
+        times = personalize_and_enhance(root, voice, vdir, args, tag, log)
         systems = [s for s in SYSTEMS if s not in PERSONAL or s in times]
         print(f"bench: {voice}: scoring", flush=True)
         results[voice] = {"times": times, "scores": score_voice(root, voice, vdir, systems, tag)}
