@@ -209,3 +209,26 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
 
     assert export(["--model", str(tmp_path / "carol.zip"), "--out", str(tmp_path / "carol.onnx"), "--streaming"]) == 0
     assert "algorithmic latency 2.0 ms" in caplog.text and (tmp_path / "carol.onnx").is_file()
+
+
+@pytest.mark.parametrize("options, weight", [
+    ([], personalize.DEFAULT_TEACHER_WEIGHT),  # pseudo_se from the shipped base
+    (["--method", "contrastive_mixtures"], 0.0),
+    (["--base", "none"], 0.0),
+    (["--teacher_weight", "0"], 0.0),
+])
+def test_teacher_weight_default_follows_method_and_base(tmp_path, options, weight):
+    args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
+    personalize.check_args(args)
+    assert args.teacher_weight == weight
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--base", "none", "--teacher_weight", "0.5"], "needs a --base model as the teacher"),
+    (["--method", "contrastive_mixtures", "--teacher_weight", "0.5"], "is a pseudo_se option"),
+    (["--teacher_weight", "1.5"], r"must be in \[0, 1\], got 1.5"),
+])
+def test_teacher_weight_mistakes_are_refused(tmp_path, options, message):
+    args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
+    with pytest.raises(ValueError, match=message):
+        personalize.check_args(args)
