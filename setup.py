@@ -16,6 +16,9 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["espnet2_pse", "espnet2_pse.*"]),
     package_data={"espnet2_pse": ["data/resources/*", "pretrained/*"]},
+    # The perceptual metrics (DNSMOS, pDNSMOS, GE2E speaker similarity) are an extra:
+    # pip install "espnet2_pse[metrics]" (make -C tools installs them, resemblyzer without its deps).
+    extras_require={"metrics": ["speechmos==0.0.1.1", "onnxruntime", "librosa", "soxr"]},
     install_requires=[
         "numpy",
         "scipy",
@@ -34,6 +37,7 @@ setup(
             "pse-enhance=espnet2_pse.bin.enhance:main",
             "pse-personalize=espnet2_pse.bin.personalize:main",
             "pse-export=espnet2_pse.bin.export:main",
+            "pse-score=espnet2_pse.bin.score:cli",
         ]
     },
     classifiers=[

@@ -20,7 +20,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import soundfile
@@ -29,6 +29,7 @@ import yaml
 import espnet2_pse  # noqa: F401  (registers our classes before models are built)
 from espnet2.bin.enh_inference import SeparateSpeech
 from espnet2_pse.bin.score import score
+from espnet2_pse.scoring.metrics import DEFAULT_METRICS, METRIC_COLUMNS, check_metrics
 from espnet2_pse.data.kaldi_dir import read_table, write_table
 from espnet2_pse.inference.chunked import ChunkedEnhancer
 from espnet2_pse.inference.conditioned import ConditionedEnhancer, RefinementOptions, load_student
@@ -104,10 +105,10 @@ def enhance_dir(enhancer, test_dir: Path, out: Path) -> Path:
     return out / "spk1.scp"
 
 
-def run_job(job: Job, device: str, cache: Dict) -> None:
+def run_job(job: Job, device: str, cache: Dict, metrics: Sequence[str] = DEFAULT_METRICS) -> None:
     """Enhance and score one job; ``cache`` keeps loaded students between jobs."""
     if job.config == "-":
-        score(job.test_dir / "spk1.scp", job.test_dir / "wav.scp", job.out_dir / "score")
+        score(job.test_dir / "spk1.scp", job.test_dir / "wav.scp", job.out_dir / "score", metrics=metrics)
         return
     separate = SeparateSpeech(train_config=job.config, model_file=job.model_file, device=device)
     if job.enroll is None:
@@ -121,26 +122,29 @@ def run_job(job: Job, device: str, cache: Dict) -> None:
         enhancer = ConditionedEnhancer(separate, np.load(job.enroll), student=student, refinement=refinement)
     inf_scp = enhance_dir(enhancer, job.test_dir, job.out_dir / "enhanced")
     score(job.test_dir / "spk1.scp", job.test_dir / "wav.scp", job.out_dir / "score", inf_scp,
-          model_file=Path(job.model_file))
+          metrics=metrics, model_file=Path(job.model_file))
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=Path, required=True, help="jobs file (see above)")
     parser.add_argument("--device", default="cpu", help="torch device for the models")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                        help="comma-separated metrics of espnet2_pse.bin.score (" + ",".join(METRIC_COLUMNS) + ")")
     return parser
 
 
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (evaluate) %(message)s")
+    metrics = check_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
     jobs = read_jobs(args.jobs)
     start, cache = time.time(), {}
     for i, job in enumerate(jobs, 1):
         if (job.out_dir / "score" / "summary.yaml").is_file():
             logging.info("[%d/%d] %s: already scored", i, len(jobs), job.out_dir)
             continue
-        run_job(job, args.device, cache)
+        run_job(job, args.device, cache, metrics)
         elapsed = time.time() - start
         logging.info("[%d/%d] %s scored (%.0f s elapsed, ETA %.0f s)", i, len(jobs), job.out_dir,
                      elapsed, elapsed / i * (len(jobs) - i))

@@ -37,7 +37,7 @@ from espnet2_pse.spk.eer import build_trials, write_espnet_trial_dir, write_tria
 
 SAMPLE_RATE = 16000
 TRAINING_DIRS = ("generalist/train", "pretrain", "fsl_train")
-SPEAKER_DIRS = ("pretrain", "preval", "fsl_train", "fsl_val", "test")
+SPEAKER_DIRS = ("pretrain", "preval", "fsl_train", "fsl_val", "test", "test_interferer")
 VALID_TRIALS = 300  # per class; the validation set is small
 EVAL_TRIALS = 1000  # per class
 

@@ -18,6 +18,8 @@ with ``--out_dir`` set to its ``score`` directory):
 - ``<speaker>``: the target speaker whose test set was scored.
 - ``unprocessed``: the mixtures of each speaker's test set scored as they are (score without
   ``--inf_scp``); this gives the unprocessed row.
+- ``<exp_dir>/interferer/`` holds the same layout for the interfering-talker test sets
+  (``test_interferer``); it becomes the "Interfering talker" section.
 
 Summaries that break the convention are skipped with a warning naming them. The parameter
 count comes from the summaries (``score --model_file``); without it the parameter plot is
@@ -44,7 +46,7 @@ from pathlib import Path
 
 from espnet2_pse.scoring.files import atomic_write_text
 from espnet2_pse.scoring.plots import plot_vs_clean_seconds, plot_vs_params
-from espnet2_pse.scoring.results import collect, render_markdown
+from espnet2_pse.scoring.results import INTERFERER, collect, render_markdown
 from espnet2_pse.scoring.speaker_results import speaker_sections
 
 logger = logging.getLogger("espnet2_pse.bin.make_results")
@@ -74,7 +76,8 @@ def make_results(exp_dir: Path, out: Path) -> Path:
             "no summary records a parameter count; score with --model_file",
         )
     )
-    atomic_write_text(out, render_markdown(entries, str(exp_dir), plots, speaker_sections(exp_dir)))
+    interferer = collect(Path(exp_dir) / INTERFERER) if (Path(exp_dir) / INTERFERER).is_dir() else []
+    atomic_write_text(out, render_markdown(entries, str(exp_dir), plots, speaker_sections(exp_dir), interferer))
     logger.info("wrote %s (%d summaries)", out, len(entries))
     return out
 

@@ -38,14 +38,17 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import yaml
+from espnet2.train.reporter import aggregate
 from espnet2.train.trainer import Trainer
 
 from espnet2_pse.inference.model_loading import resolve_model
 from espnet2_pse.tasks.pse import PSETask
+
+logger = logging.getLogger("espnet2_pse.personalize")
 
 SAMPLE_RATE = 16000
 # The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft.yaml).
@@ -53,10 +56,15 @@ DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_
 # Zero-shot PseudoSE target from a base: half the base's enhancement of the recording, half the
 # recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).
 DEFAULT_TEACHER_WEIGHT = 0.5
+# Share of the training inputs that also hold another person's voice, so that the personal
+# model drops voices that are not its user's.
+DEFAULT_TALKER_PROB = 0.5
 # Default data root: a small debian_real corpus, only needed for its noise banks (the user's
 # held-out preval is 60 s, or a fifth of the recordings when they are shorter).
+# Its generalist voices (75 real voices in many languages, 0.4 min each) are the interfering
+# talkers of the injection; the validation voices, the benchmark's interferers, never are.
 DEFAULT_DATA_OPTS = ("--corpus debian_real --debian_targets festru_ru --debian_target_minutes 2 "
-                     "--debian_other_minutes 0.1 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
+                     "--debian_other_minutes 0.4 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
                      "--user_preval_seconds 60 --user_fsl_val_seconds 10")
 # Keys of a training config that define the network (taken from --base when given).
 MODEL_KEYS = ("encoder", "encoder_conf", "separator", "separator_conf", "decoder", "decoder_conf",
@@ -112,15 +120,16 @@ class _ProgressTrainer(Trainer):
     _start = 0.0
     _first_epoch: Optional[int] = None
     _epochs_done = 0
+    _best: Optional[Tuple[float, int]] = None
 
     @classmethod
     def run(cls, *args, **kwargs):
-        cls._start, cls._first_epoch, cls._epochs_done = time.perf_counter(), None, 0
+        cls._start, cls._first_epoch, cls._epochs_done, cls._best = time.perf_counter(), None, 0, None
         try:
             return super().run(*args, **kwargs)
         except BudgetReached:
-            logging.info("personalize %s: time budget of %.0f s used after %d epoch(s) (%.0f s)",
-                         cls.label, cls.budget_s, cls._epochs_done, time.perf_counter() - cls._start)
+            logger.info("personalize %s: time budget of %.0f s used after %d epoch(s) (%.0f s)",
+                        cls.label, cls.budget_s, cls._epochs_done, time.perf_counter() - cls._start)
             return None
 
     @classmethod
@@ -135,6 +144,10 @@ class _ProgressTrainer(Trainer):
     def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option):
         result = super().validate_one_epoch(model, iterator, reporter, options, distributed_option)
         epoch = reporter.epoch
+        if reporter.stats.get("loss"):
+            loss = float(aggregate(reporter.stats["loss"]))
+            if cls._best is None or loss < cls._best[0]:
+                cls._best = (loss, epoch)
         if cls._first_epoch is None:
             cls._first_epoch = epoch  # a resumed run starts later: time only this process's epochs
         cls._epochs_done = epoch - cls._first_epoch + 1
@@ -142,7 +155,8 @@ class _ProgressTrainer(Trainer):
         eta = elapsed / cls._epochs_done * (options.max_epoch - epoch)
         if cls.budget_s is not None:
             eta = min(eta, max(0.0, cls.budget_s - elapsed))
-        logging.info("personalize %s: epoch %d, elapsed %.0f s, ETA %.0f s", cls.label, epoch, elapsed, eta)
+        best = f", best valid loss {cls._best[0]:.2f} (epoch {cls._best[1]})" if cls._best else ""
+        logger.info("personalize %s: epoch %d, elapsed %.0f s, ETA %.0f s%s", cls.label, epoch, elapsed, eta, best)
         return result
 
 
@@ -195,6 +209,16 @@ def get_parser() -> argparse.ArgumentParser:
                    help="YAML of ESPnet training options overriding the defaults (--max_epoch and --lr still win)")
     g.add_argument("--inject_noise_scp", default=None,
                    help="injection noise wav.scp (16 kHz); unset: the data root's noise/inject_train")
+    g.add_argument("--talker_scp", default=None,
+                   help="wav.scp of other voices, injected as interfering talkers in both steps so that the model "
+                   "keeps only the user's voice; unset: the data root's generalist/train voices")
+    g.add_argument("--talker_prob", type=float, default=None,
+                   help="share of the training inputs with an interfering talker (0: noise injection only; "
+                   "unset: %g with pseudo_se, 0 with contrastive_mixtures)" % DEFAULT_TALKER_PROB)
+    g.add_argument("--talker_tir_range", type=float, nargs=2, default=(0.0, 10.0), metavar=("LOW", "HIGH"),
+                   help="target-to-interferer ratio of the injected talker in dB, against the recording")
+    g.add_argument("--talker_alone_prob", type=float, default=0.25,
+                   help="share of the talker inputs without injection noise (another voice, nothing else)")
     g.add_argument("--dp_predictor_config", default=None, help="DP: config.yaml of a trained SNR predictor")
     g.add_argument("--dp_predictor_model", default=None, help="DP: its model file")
     g.add_argument("--segments_per_epoch", type=int, default=20,
@@ -223,7 +247,7 @@ def prepare_data(args, data_root: Path) -> Path:
     if args.clean_dir:
         cmd += ["--user_clean_dir", str(Path(args.clean_dir).absolute())]
     threads = torch.get_num_threads()
-    logging.info("personalize data: prepare_data %s", " ".join(cmd))
+    logger.info("personalize data: prepare_data %s", " ".join(cmd))
     try:
         stage1.main(cmd)
     finally:
@@ -280,9 +304,9 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
         if old != settings:
             raise ValueError(f"{exp} was trained with other settings; use another --work_dir or remove {exp}")
         if (exp / ".done").is_file() and best.exists():
-            logging.info("personalize %s: already trained (%s); skipping", name, exp)
+            logger.info("personalize %s: already trained (%s); skipping", name, exp)
             return best
-        logging.info("personalize %s: resuming the interrupted training in %s", name, exp)
+        logger.info("personalize %s: resuming the interrupted training in %s", name, exp)
     exp.mkdir(parents=True, exist_ok=True)
     (exp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     tmp = record.with_name(f".{record.name}.tmp")
@@ -300,15 +324,24 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
     if init_param is not None:
         cmd += ["--init_param", str(init_param)]
     cmd += shlex.split(args.train_args)
-    logging.info("personalize %s: training for %.1f min (at most %d epochs) in %s",
-                 name, budget_minutes, config["max_epoch"], exp)
+    logger.info("personalize %s: training for %.1f min (at most %d epochs) in %s",
+                name, budget_minutes, config["max_epoch"], exp)
     _ProgressTrainer.label = name
     _ProgressTrainer.budget_s = budget_minutes * 60
-    _PersonalizeTask.main(cmd=cmd)
+    with espnet_prints_to_log(exp.parent.parent):  # exp is <work_dir>/exp/<step>
+        _PersonalizeTask.main(cmd=cmd)
     if not best.exists():
-        raise RuntimeError(f"{exp}: training ended without {best.name}; see the log above")
+        raise RuntimeError(f"{exp}: training ended without {best.name}; see {exp.parent.parent / 'personalize.log'}")
     (exp / ".done").touch()
     return best
+
+
+@contextlib.contextmanager
+def espnet_prints_to_log(work: Path):
+    """ESPnet prints its command lines and archive members: into the work dir's log, not the terminal."""
+    with open(work / "personalize.log", "a", encoding="utf-8") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
 
 
 def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:
@@ -321,7 +354,7 @@ def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.zip")
     try:
-        with contextlib.chdir(work):
+        with contextlib.chdir(work), espnet_prints_to_log(work):
             espnet_pack.main(["enh", "--train_config", str(config), "--model_file", str(model_file),
                               "--option", str(summary), "--outpath", str(tmp)])
         os.replace(tmp, out)
@@ -350,6 +383,14 @@ def check_args(args) -> None:
                          "with --base none")
     if args.method != "pseudo_se" and args.teacher_weight > 0:
         raise ValueError(f"--teacher_weight is a pseudo_se option; use --teacher_weight 0 with --method {args.method}")
+    if args.talker_prob is None:
+        args.talker_prob = DEFAULT_TALKER_PROB if args.method == "pseudo_se" else 0.0
+    if not 0.0 <= args.talker_prob <= 1.0 or not 0.0 <= args.talker_alone_prob <= 1.0:
+        raise ValueError("--talker_prob and --talker_alone_prob must be in [0, 1]")
+    if args.talker_prob > 0 and args.method != "pseudo_se":
+        raise ValueError(f"interfering talkers are a pseudo_se option; use --talker_prob 0 with --method {args.method}")
+    if args.talker_tir_range[0] > args.talker_tir_range[1]:
+        raise ValueError(f"--talker_tir_range {args.talker_tir_range}: LOW must not exceed HIGH")
     if min(args.budget_minutes, args.fsl_budget_minutes) <= 0:
         raise ValueError("--budget_minutes and --fsl_budget_minutes must be positive")
 
@@ -357,10 +398,10 @@ def check_args(args) -> None:
 def personalize(args) -> Path:
     check_args(args)
     out = Path(args.out).absolute()
-    work = Path(args.work_dir or out.with_name(out.stem + "_work")).absolute()
+    work = work_dir_of(args)
     data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
     start = time.perf_counter()
-    logging.info("personalize: step 1/4 data (%s)", data_root)
+    logger.info("personalize: step 1/4 data (%s)", data_root)
     speaker = prepare_data(args, data_root)
 
     model, base_files = model_section(args.model_size), None
@@ -373,7 +414,13 @@ def personalize(args) -> Path:
     inject = str(Path(args.inject_noise_scp).absolute()) if args.inject_noise_scp \
         else str(data_root / "noise" / "inject_train" / "wav.scp")
     # The recordings are already noisy (premixed): no premixture bank for the user.
-    objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+    injection = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+    if args.talker_prob > 0:
+        talkers = str(Path(args.talker_scp).absolute()) if args.talker_scp \
+            else str(data_root / "generalist" / "train" / "wav.scp")
+        injection.update(talker_scp=talkers, talker_prob=args.talker_prob,
+                         talker_tir_range=list(args.talker_tir_range), talker_alone_prob=args.talker_alone_prob)
+    objective = dict(injection)
     teacher = args.teacher_weight > 0
     if teacher:
         objective.update(teacher={"config": str(base_files.train_config), "model_file": str(base_files.model_file)},
@@ -382,8 +429,8 @@ def personalize(args) -> Path:
     if dp:
         objective["dp_predictor"] = {"config": str(Path(args.dp_predictor_config).absolute()),
                                      "model_file": str(Path(args.dp_predictor_model).absolute())}
-    logging.info("personalize: step 2/4 zero-shot %s training%s", args.method,
-                 f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
+    logger.info("personalize: step 2/4 zero-shot %s training%s", args.method,
+                f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
     lr = args.lr if args.lr is not None else (3e-4 if base_files else 1e-3)
     zsl_config = training_config(args, model, args.method, objective, lr, args.max_epoch, dp)
     final_exp = work / "exp" / "zsl"
@@ -395,39 +442,76 @@ def personalize(args) -> Path:
                   select="latest.pth" if teacher else "valid.loss.best.pth")
 
     if args.clean_dir:
-        logging.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
-        # Clean speech: ordinary supervised training with on-the-fly injection noise.
-        fsl_objective = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
-        fsl_config = training_config(args, model, "pseudo_se", fsl_objective, args.fsl_lr, args.fsl_max_epoch, False)
+        logger.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
+        # Clean speech: ordinary supervised training with on-the-fly injection (noise and talkers).
+        fsl_config = training_config(args, model, "pseudo_se", dict(injection), args.fsl_lr, args.fsl_max_epoch, False)
         final_exp = work / "exp" / "fsl"
         final = train(args, "fsl", final_exp, fsl_config, speaker / "fsl_train", speaker / "fsl_val", final,
                       args.fsl_budget_minutes)
     else:
-        logging.info("personalize: step 3/4 few-shot fine-tuning skipped (no --clean_dir)")
+        logger.info("personalize: step 3/4 few-shot fine-tuning skipped (no --clean_dir)")
 
-    logging.info("personalize: step 4/4 packing %s", out)
+    logger.info("personalize: step 4/4 packing %s", out)
     summary = final_exp / "personalize.yaml"
     selected = Path(os.path.realpath(final)).relative_to(work).as_posix()
     summary.write_text(yaml.safe_dump({
         "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
         "teacher_weight": args.teacher_weight,
+        "talker_prob": args.talker_prob,
         "few_shot": bool(args.clean_dir), "causal": args.causal, "selected_checkpoint": selected,
         "selection": ("valid loss on fsl_val" if args.clean_dir else
                       "last epoch" if teacher else "valid loss on preval pseudo-mixtures"),
     }, sort_keys=False), encoding="utf-8")
     pack(work, final_exp / "config.yaml", final, out, summary)
-    logging.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)
+    logger.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)
     return out
+
+
+def _terminal_record(record: logging.LogRecord) -> bool:
+    """What the terminal shows: this command's own lines, warnings of espnet2_pse, any error."""
+    if record.levelno >= logging.ERROR:
+        return True
+    return record.name.startswith("espnet2_pse") and (record.name == logger.name or record.levelno >= logging.WARNING)
+
+
+def setup_logging(work: Path) -> List[logging.Handler]:
+    """Progress lines on the terminal; everything (ESPnet's trainer log included) in
+    ``<work>/personalize.log``. Returns the two handlers added to the root logger."""
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "personalize.log"
+    fmt = logging.Formatter("%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    to_file = logging.FileHandler(log_path, encoding="utf-8")
+    to_file.setFormatter(fmt)
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    terminal.addFilter(_terminal_record)
+    root = logging.getLogger()
+    root.addHandler(to_file)
+    root.addHandler(terminal)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)  # torch/ESPnet warnings go to the log file, not the terminal
+    return [to_file, terminal]
+
+
+def work_dir_of(args) -> Path:
+    out = Path(args.out).absolute()
+    return Path(args.work_dir or out.with_name(out.stem + "_work")).absolute()
 
 
 def main(cmd: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    handlers = setup_logging(work_dir_of(args))
+    logger.info("personalize: full log (ESPnet's trainer included) in %s", handlers[0].baseFilename)
     try:
         personalize(args)
     except (ValueError, OSError, RuntimeError) as err:
-        logging.error("%s", err)
+        logger.error("%s", err)
         return 1
+    finally:
+        logging.captureWarnings(False)
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     return 0
 
 

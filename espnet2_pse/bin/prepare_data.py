@@ -81,6 +81,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--test_mixtures", type=int, default=None, help="4 s test mixtures per target speaker")
     g.add_argument("--val_mixtures", type=int, default=None, help="mixtures per fixed validation set")
     g.add_argument("--mixture_seconds", type=float, default=4.0)
+    g.add_argument("--interferer_test", type=_bool, default=False,
+                   help="also write speakers/<target>/test_interferer: the test references with an interfering "
+                   "talker (a validation-role voice) at U(0, 10) dB TIR plus test-bank noise at U(0, 10) dB")
     g = p.add_argument_group("embedded corpus")
     g.add_argument("--num_speakers", type=int, default=16)
     g.add_argument("--num_target", type=int, default=4)
@@ -152,6 +155,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         test_mixtures=args.test_mixtures,
         val_mixtures=args.val_mixtures,
         mixture_seconds=args.mixture_seconds,
+        interferer_test=args.interferer_test,
     )
     if corpus == "embedded":
         corpus_cfg = EmbeddedConfig(

@@ -7,6 +7,17 @@ Usage:
 Without ``--inf_scp`` the mixture itself is scored: that is the "unprocessed" row of the
 results tables (its SI-SDRi and SNRi are 0 by construction).
 
+Recordings without a clean reference (a user's own, before and after enhancement) get the
+reference-free scores, DNSMOS P.835, personalized DNSMOS and speaker similarity to an
+enrollment (``pse-score`` is this command):
+
+    pse-score --folder my_recordings/ --enhanced_dir enhanced/ --enroll me_clean.wav --out_dir scores/
+
+``--folder`` is searched recursively for wav/flac files (any rate and channel count; mono
+16 kHz is scored); ``--enhanced_dir`` holds the outputs under the same relative paths (as
+``pse-enhance`` writes them). A file that cannot be read is named and skipped; the others
+are scored (exit code 1 at the end).
+
 Writes, each through a temporary file and a rename:
     <out_dir>/per_utt.tsv    one row per utterance: key and the metric columns (dB for
                              SI-SDR, SNR and their improvements), "nan" where PESQ failed
@@ -31,10 +42,14 @@ from espnet2_pse.data.kaldi_dir import read_table
 from espnet2_pse.scoring.files import atomic_write_text, load_mono
 from espnet2_pse.scoring.metrics import (
     DEFAULT_METRICS,
+    METRIC_COLUMNS,
     PESQ_RATE,
+    REFERENCE_FREE,
     check_metrics,
     columns_for,
+    reference_free_scores,
     score_utterance,
+    speaker_embedding,
 )
 
 logger = logging.getLogger("espnet2_pse.bin.score")
@@ -156,13 +171,66 @@ def score(
     return summary
 
 
+def score_folder(folder: Path, out_dir: Path, enhanced_dir: Optional[Path] = None,
+                 enroll: Optional[Path] = None, metrics: Sequence[str] = REFERENCE_FREE) -> Dict:
+    """Reference-free scores of every recording under ``folder`` (and of its enhanced version
+    under ``enhanced_dir``); per_utt.tsv and summary.yaml as :func:`score` writes them, the
+    columns suffixed ``_input`` / ``_enhanced``. Returns the summary; ``summary["failed"]``
+    lists the files that could not be scored, with the reason."""
+    from espnet2_pse.data.audio import AudioError, find_audio_files, load_audio
+
+    metrics = check_metrics(metrics)
+    other = [m for m in metrics if m not in REFERENCE_FREE]
+    if other:
+        raise ValueError(f"{', '.join(other)} need a clean reference; a folder gets {', '.join(REFERENCE_FREE)}")
+    if "spk_sim" in metrics and enroll is None:
+        metrics = tuple(m for m in metrics if m != "spk_sim")
+        logger.warning("no --enroll: speaker similarity is left out")
+    files = find_audio_files(folder)
+    if not files:
+        raise ValueError(f"{folder}: no wav or flac files")
+    enrollment = speaker_embedding(load_audio(enroll, PESQ_RATE), PESQ_RATE) if enroll is not None else None
+    versions = [("input", Path(folder))] + ([("enhanced", Path(enhanced_dir))] if enhanced_dir else [])
+    columns = [f"{c}_{name}" for name, _ in versions for m in metrics for c in METRIC_COLUMNS[m]]
+    rows: Dict[str, Dict[str, float]] = {}
+    failed: Dict[str, str] = {}
+    for i, path in enumerate(files, 1):
+        rel = path.relative_to(folder).as_posix()
+        row = {}
+        try:
+            for name, root in versions:
+                # Enhanced files keep the input's relative path ("a/b.flac" -> "a/b.wav").
+                target = root / rel if name == "input" else (root / rel).with_suffix(".wav")
+                x = load_audio(target, PESQ_RATE)
+                row.update({f"{c}_{name}": v for c, v in reference_free_scores(x, PESQ_RATE, metrics, enrollment).items()})
+        except AudioError as err:
+            failed[rel] = str(err)
+            logger.error("%s", err)
+            continue
+        rows[rel] = row
+        logger.info("scored %d/%d: %s", i, len(files), rel)
+    if not rows:
+        raise ValueError(f"{folder}: none of the {len(files)} file(s) could be scored")
+    lines = ["\t".join(["file"] + columns)] + ["\t".join([rel] + [f"{r[c]:.6f}" for c in columns])
+                                               for rel, r in rows.items()]
+    atomic_write_text(Path(out_dir) / "per_utt.tsv", "\n".join(lines) + "\n")
+    summary = {"num_utterances": len(rows), "metrics": summarize(list(rows.values()), columns),
+               "folder": str(folder), "enhanced_dir": str(enhanced_dir) if enhanced_dir else None,
+               "enroll": str(enroll) if enroll else None, "failed": failed}
+    atomic_write_text(Path(out_dir) / "summary.yaml", yaml.safe_dump(summary, sort_keys=False))
+    for col, stats in summary["metrics"].items():
+        logger.info("%s: mean %.3f (std %.3f)", col, stats["mean"], stats["std"])
+    return summary
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Score enhanced speech (SI-SDR(i), SNR(i), PESQ-WB, eSTOI) against clean references.",
+        description="Score enhanced speech against clean references (SI-SDR(i), SNR(i), PESQ-WB, eSTOI, DNSMOS, "
+        "pDNSMOS, speaker similarity), or a folder of recordings without references (--folder).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--ref_scp", type=Path, required=True, help="clean references (key path), e.g. spk1.scp")
-    parser.add_argument("--mix_scp", type=Path, required=True, help="unprocessed mixtures (key path), e.g. wav.scp")
+    parser.add_argument("--ref_scp", type=Path, default=None, help="clean references (key path), e.g. spk1.scp")
+    parser.add_argument("--mix_scp", type=Path, default=None, help="unprocessed mixtures (key path), e.g. wav.scp")
     parser.add_argument(
         "--inf_scp",
         type=Path,
@@ -173,8 +241,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics",
         default=",".join(DEFAULT_METRICS),
-        help="comma-separated subset of si_sdr,snr,pesq,estoi (si_sdr adds si_sdri, snr adds snri)",
+        help="comma-separated subset of " + ",".join(METRIC_COLUMNS) + " (si_sdr adds si_sdri, snr adds snri; "
+        "with --folder the default is " + ",".join(REFERENCE_FREE) + ")",
     )
+    g = parser.add_argument_group("recordings without clean references")
+    g.add_argument("--folder", type=Path, default=None, help="recordings to score reference-free (recursive)")
+    g.add_argument("--enhanced_dir", type=Path, default=None,
+                   help="their enhanced versions, same relative paths with .wav (as pse-enhance writes them)")
+    g.add_argument("--enroll", type=Path, default=None, help="clean speech of the person, for speaker similarity")
     parser.add_argument(
         "--model_file",
         type=Path,
@@ -185,17 +259,33 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(cmd=None) -> None:
-    args = get_parser().parse_args(cmd)
+def main(cmd=None) -> int:
+    """Score as the options say; returns 1 when a file of --folder could not be scored."""
+    parser = get_parser()
+    args = parser.parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.folder is not None:
+        if args.ref_scp or args.mix_scp or args.inf_scp:
+            parser.error("--folder scores recordings without references: drop --ref_scp/--mix_scp/--inf_scp")
+        if args.metrics == parser.get_default("metrics"):
+            metrics = list(REFERENCE_FREE)
+        summary = score_folder(args.folder, args.out_dir, args.enhanced_dir, args.enroll, metrics)
+        return 1 if summary["failed"] else 0
+    if args.ref_scp is None or args.mix_scp is None:
+        parser.error("--ref_scp and --mix_scp are required (or --folder for recordings without references)")
     score(args.ref_scp, args.mix_scp, args.out_dir, args.inf_scp, metrics, args.model_file)
+    return 0
+
+
+def cli() -> None:
+    """Console entry point (``pse-score``): data errors as one line, no traceback."""
+    try:
+        sys.exit(main())
+    except (KeyError, ValueError, FileNotFoundError, ImportError) as err:
+        logger.error("%s", err.args[0] if isinstance(err, KeyError) else err)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        # Data errors: one clear line, no traceback.
-        logger.error("%s", err.args[0] if isinstance(err, KeyError) else err)
-        sys.exit(1)
+    cli()

@@ -10,6 +10,10 @@ premixture noise m at U(0, 15) dB against s, and the injection noise is mixed ag
 (the paper's rule). For a user's own recordings the recording itself is s~.
 ``utt2source`` records where every crop came from ("speech=<key>@<offset>s noise=..."), to
 the sample, so any mixture can be rebuilt or audited.
+
+Interfering-talker sets (:func:`make_interferer_mixtures`) reuse the clean references of a
+test set and add one utterance of another voice at a target-to-interferer ratio (TIR) plus
+noise, both measured against the target alone: the situation personalized enhancement is for.
 """
 
 from dataclasses import dataclass
@@ -130,3 +134,64 @@ def speaker_items(utts: Sequence[Item], keys: Sequence[str]) -> List[Item]:
     """The items of ``utts`` whose key is in ``keys``, in ``keys`` order."""
     by_key = {u.key: u for u in utts}
     return [by_key[k] for k in keys]
+
+
+def make_interferer_mixtures(
+    out_audio: Path,
+    name: str,
+    references: Sequence[Item],
+    talkers: Sequence[Item],
+    noise: Sequence[Item],
+    rng: np.random.Generator,
+    tir_range: Tuple[float, float],
+    snr_range: Tuple[float, float],
+) -> Tuple[Dict[str, str], Dict[str, str], Dict[str, str], Dict[str, Dict[str, str]]]:
+    """Write one mixture per clean reference: target + interfering talker + noise.
+
+    Args:
+        name: middle part of the keys, ``<speaker>-<name><index>``.
+        references: clean target crops (e.g. a test set's ``spk1.scp``); ``label`` is the
+            target speaker; each mixture has the length of its reference.
+        talkers: utterances of other voices (``label``: their speaker id); a talker shorter
+            than the reference stops early, as a person in the room would.
+        noise: noise pool, looped when shorter than the reference.
+        tir_range: (low, high) dB of the target-to-interferer energy ratio.
+        snr_range: (low, high) dB of the target-to-noise ratio.
+    Returns:
+        (wav, spk1, utt2spk, extra) tables; extra has ``utt2tir``, ``utt2snr`` (dB),
+        ``utt2interferer`` (the talker's speaker id) and ``utt2source``.
+    """
+    if not references or not talkers or not noise:
+        raise ValueError(f"{name}: empty reference, talker or noise pool for interferer mixtures")
+    if any(t.label == references[0].label for t in talkers):
+        raise ValueError(f"{name}: the talker pool holds the target speaker {references[0].label}")
+    load = _Cache()
+    talker_order = rng.permutation(len(talkers))
+    noise_order = rng.permutation(len(noise))
+    wav: Dict[str, str] = {}
+    spk1: Dict[str, str] = {}
+    utt2spk: Dict[str, str] = {}
+    extra: Dict[str, Dict[str, str]] = {"utt2tir": {}, "utt2snr": {}, "utt2interferer": {}, "utt2source": {}}
+    for i, ref in enumerate(references):
+        s = load(ref.path).astype(np.float64)
+        talker = talkers[talker_order[i % len(talkers)]]
+        nz = noise[noise_order[i % len(noise)]]
+        t, t_off = _crop(load(talker.path), len(s), rng, tile=False)
+        n, n_off = _crop(load(nz.path), len(s), rng, tile=True)
+        tir = round(float(rng.uniform(*tir_range)), 2)
+        snr = round(float(rng.uniform(*snr_range)), 2)
+        # Both levels against the target alone, so TIR and SNR are independent knobs.
+        x = _mix(s, t, tir) + (_mix(s, n, snr) - s)
+        x, target = fit_peak(x, s)
+        key = f"{ref.label}-{name}{i:04d}"
+        noisy_path = out_audio / "noisy" / f"{key}.wav"
+        clean_path = out_audio / "clean" / f"{key}.wav"
+        write_wav(noisy_path, x)
+        write_wav(clean_path, target)
+        wav[key], spk1[key], utt2spk[key] = str(noisy_path), str(clean_path), ref.label
+        extra["utt2tir"][key] = f"{tir:.2f}"
+        extra["utt2snr"][key] = f"{snr:.2f}"
+        extra["utt2interferer"][key] = talker.label
+        extra["utt2source"][key] = (f"speech={ref.key} talker={talker.key}@{t_off / SAMPLE_RATE:.5f}s "
+                                    f"noise={nz.key}@{n_off / SAMPLE_RATE:.5f}s")
+    return wav, spk1, utt2spk, extra

@@ -11,6 +11,8 @@ Layout written under the data root (see the team's data contract):
   speakers/<spk>/preval/              pseudo-mixtures: s + premix_val, then + inject_val
   speakers/<spk>/fsl_val/             mixtures of the 'val' split with inject_val
   speakers/<spk>/test/                test mixtures with the test bank
+  speakers/<spk>/test_interferer/     (interferer_test) the test references + a validation-role
+                                      voice at U(0, 10) dB TIR + the test bank at U(0, 10) dB
 Mixture audio goes under audio/mix/.
 """
 
@@ -22,8 +24,8 @@ from typing import Dict, List, Tuple
 
 import yaml
 
-from espnet2_pse.data.fixed_mixtures import Item, make_fixed_mixtures, speaker_items
-from espnet2_pse.data.kaldi_dir import write_data_dir
+from espnet2_pse.data.fixed_mixtures import Item, make_fixed_mixtures, make_interferer_mixtures, speaker_items
+from espnet2_pse.data.kaldi_dir import read_data_dir, write_data_dir
 from espnet2_pse.data.runtime import derive_rng
 from espnet2_pse.data.splits import PAPER_SPLIT_SECONDS, split_by_duration
 
@@ -60,6 +62,10 @@ class LayoutConfig:
     premix_snr: Tuple[float, float] = (0.0, 15.0)
     inject_snr: Tuple[float, float] = (-5.0, 5.0)
     test_snr: Tuple[float, float] = (-5.0, 5.0)
+    # A second test set per target speaker with an interfering talker (test_interferer/).
+    interferer_test: bool = False
+    interferer_tir: Tuple[float, float] = (0.0, 10.0)
+    interferer_snr: Tuple[float, float] = (0.0, 10.0)
 
     def validate(self) -> None:
         if self.split_scale <= 0 or self.mixture_seconds <= 0:
@@ -68,7 +74,12 @@ class LayoutConfig:
             raise ValueError("test_mixtures and val_mixtures must be at least 1")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not self.interferer_test:
+            # Roots built before the interferer set existed keep matching their .done record.
+            for k in ("interferer_test", "interferer_tir", "interferer_snr"):
+                d.pop(k)
+        return d
 
 
 def write_yaml(path: Path, data: dict) -> None:
@@ -139,6 +150,8 @@ def write_target_speaker(out: Path, spk: str, utts: List[Item], src: Sources, cf
     mixture_dir("preval", "preval", "inject_val", cfg.val_mixtures, cfg.inject_snr, premix_bank="premix_val")
     mixture_dir("fsl_val", "val", "inject_val", cfg.val_mixtures, cfg.inject_snr)
     mixture_dir("test", "test", "test", cfg.test_mixtures, cfg.test_snr)
+    if cfg.interferer_test:
+        write_interferer_test(out, spk, src, cfg)
     by_key = {u.key: u.seconds for u in utts}
     meta = {
         "speaker": spk,
@@ -150,6 +163,30 @@ def write_target_speaker(out: Path, spk: str, utts: List[Item], src: Sources, cf
     }
     write_yaml(base / "meta.yaml", meta)
     return meta
+
+
+def interferer_voices(src: Sources) -> List[Item]:
+    """Utterances of the interfering talkers: the validation-role voices, which no model trains
+    on (they only select checkpoints) and which share no family with a target."""
+    return [u for spk in src.roles["validation"] for u in src.speakers[spk]]
+
+
+def write_interferer_test(out: Path, spk: str, src: Sources, cfg: LayoutConfig) -> None:
+    """speakers/<spk>/test_interferer: the clean references of speakers/<spk>/test, each with
+    one interfering talker and test-bank noise."""
+    test = read_data_dir(out / "speakers" / spk / "test")
+    references = [Item(key, test.spk1[key], 0.0, spk) for key in test.keys]
+    wav, spk1, utt2spk, extra = make_interferer_mixtures(
+        out / "audio" / "mix" / spk / "test_interferer",
+        "testint",
+        references,
+        interferer_voices(src),
+        src.noise["test"],
+        derive_rng(cfg.seed, "mixtures", spk, "test_interferer"),
+        cfg.interferer_tir,
+        cfg.interferer_snr,
+    )
+    write_data_dir(out / "speakers" / spk / "test_interferer", wav, utt2spk, spk1=spk1, extra=extra)
 
 
 def write_layout(out: Path, src: Sources, cfg: LayoutConfig) -> None:

@@ -12,6 +12,11 @@ in the same units (any scale); sample rates are in Hz.
 - PESQ-WB: ITU-T P.862.2 wide band through the ``pesq`` package; 16 kHz only. PESQ fails on
   signals without detectable speech: the score is then NaN and a warning names the utterance.
 - eSTOI: extended short-time objective intelligibility through ``pystoi``.
+- DNSMOS P.835 and personalized DNSMOS (SIG / BAK / OVRL, MOS 1-5): reference-free, the DNS
+  Challenge's models from the ``speechmos`` wheel (:mod:`espnet2_pse.scoring.dnsmos`); the
+  personalized model rates a kept interfering talker as background. 16 kHz only.
+- Speaker similarity: cosine of the pretrained GE2E embeddings (:mod:`espnet2_pse.spk.ge2e`)
+  of the estimate and of the reference (or of an enrollment, reference-free).
 
 The improvement metrics (SI-SDRi, SNRi) are the metric of the estimate minus the metric of the
 unprocessed mixture against the same reference, so an identity "enhancer" scores exactly 0.
@@ -37,8 +42,15 @@ METRIC_COLUMNS: Dict[str, Tuple[str, ...]] = {
     "snr": ("snr", "snri"),
     "pesq": ("pesq",),
     "estoi": ("estoi",),
+    "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"),
+    "pdnsmos": ("pdnsmos_sig", "pdnsmos_bak", "pdnsmos_ovrl"),
+    "spk_sim": ("spk_sim",),
 }
 DEFAULT_METRICS = ("si_sdr", "snr", "pesq", "estoi")
+# Metrics that judge a signal alone (spk_sim: against an enrollment when there is no reference).
+REFERENCE_FREE = ("dnsmos", "pdnsmos", "spk_sim")
+# The DNS personalized track's set, beside the reference-based ones.
+PERSONALIZED_METRICS = ("si_sdr", "pesq", "estoi", "dnsmos", "pdnsmos", "spk_sim")
 PESQ_RATE = 16000
 
 
@@ -99,6 +111,36 @@ def estoi(ref: np.ndarray, est: np.ndarray, fs: int) -> float:
     from pystoi import stoi
 
     return float(stoi(_as_signal(ref, "reference"), _as_signal(est, "estimate"), fs, extended=True))
+
+
+_ge2e = None
+
+
+def speaker_embedding(x: np.ndarray, fs: int) -> np.ndarray:
+    """(256,) unit GE2E embedding of a (T,) signal (the pretrained encoder, loaded once)."""
+    global _ge2e
+    if _ge2e is None:
+        from espnet2_pse.spk.ge2e import GE2E
+
+        _ge2e = GE2E()
+    return _ge2e.embed(x, fs)
+
+
+def reference_free_scores(est: np.ndarray, fs: int, metrics: Sequence[str],
+                          enrollment: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """DNSMOS / pDNSMOS columns of a (T,) signal, and ``spk_sim``: the cosine (-1 to 1) of its
+    GE2E embedding with ``enrollment``, a (256,) embedding from :func:`speaker_embedding`
+    (NaN without one)."""
+    from espnet2_pse.scoring.dnsmos import dnsmos
+
+    row: Dict[str, float] = {}
+    for name in metrics:
+        if name in ("dnsmos", "pdnsmos"):
+            row.update({f"{name}_{k}": v for k, v in dnsmos(est, fs, name).items()})
+        elif name == "spk_sim":
+            row["spk_sim"] = float("nan") if enrollment is None else \
+                float(np.dot(enrollment, speaker_embedding(est, fs)))
+    return row
 
 
 def trim_to_shortest(key: str, **signals: np.ndarray) -> Dict[str, np.ndarray]:
@@ -176,4 +218,7 @@ def score_utterance(
             row["pesq"] = pesq_wb(ref, est, fs, key=key)
         elif name == "estoi":
             row["estoi"] = estoi(ref, est, fs)
+        elif name in REFERENCE_FREE:
+            enrollment = speaker_embedding(ref, fs) if name == "spk_sim" else None
+            row.update(reference_free_scores(est, fs, (name,), enrollment=enrollment))
     return row

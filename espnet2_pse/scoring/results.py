@@ -17,6 +17,8 @@ import yaml
 logger = logging.getLogger(__name__)
 
 UNPROCESSED = "unprocessed"
+# Sub-directory of the interfering-talker condition, laid out as the exp dir itself.
+INTERFERER = "interferer"
 ZERO_SHOT = "zsl"
 _FEW_SHOT = re.compile(r"^fsl_(\d+(?:\.\d+)?)s$")
 
@@ -29,8 +31,12 @@ METRIC_TITLES: Dict[str, str] = {
     "estoi": "eSTOI",
     "si_sdr": "SI-SDR (dB)",
     "snr": "SNR (dB)",
+    "spk_sim": "Speaker similarity (GE2E cosine to the reference)",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "pdnsmos_ovrl": "Personalized DNSMOS OVRL",
+    "pdnsmos_bak": "Personalized DNSMOS BAK",
 }
-_DECIMALS = {"pesq": 2, "estoi": 3}  # dB columns: 2
+_DECIMALS = {"pesq": 2, "estoi": 3, "spk_sim": 3}  # dB and MOS columns: 2
 # Every table that reports SI-SDRi reports these with it: SI-SDRi alone hid an eSTOI drop.
 KEY_METRICS = ("si_sdri", "pesq", "estoi")
 # Cell of a model whose summary exists but lacks the metric ("–" means no such model/setting).
@@ -104,6 +110,8 @@ def collect(exp_dir: Path) -> List[ScoreEntry]:
         entries.append(ScoreEntry(UNPROCESSED, None, UNPROCESSED, path.parts[-3], means, params, path))
     for path in sorted(exp_dir.glob("*/*/*/score/summary.yaml")):
         model_dir, setting, speaker = path.parts[-5:-2]
+        if model_dir == INTERFERER:
+            continue  # its own condition: collect(exp_dir / INTERFERER)
         method, _, size = model_dir.rpartition("_")
         if not method or not size:
             logger.warning("skipping %s: '%s' is not <method>_<size>", path, model_dir)
@@ -237,11 +245,33 @@ def speaker_table(entries: Sequence[ScoreEntry], column: str) -> str:
     return "\n".join(lines)
 
 
+def metric_sections(entries: Sequence[ScoreEntry], heading: str) -> List[str]:
+    """Markdown lines: one table per metric, then the per-speaker tables, under ``heading``
+    ("##" or deeper) titles."""
+    columns = [c for c in METRIC_TITLES if any(c in e.means for e in entries)]
+    missing = unscored(KEY_METRICS, [e.means for e in entries])
+    per_speaker = [c for c in KEY_METRICS if c in columns]
+    parts = ["", not_scored_note(missing)] if missing else []
+    for column in columns:
+        parts += ["", f"{heading} {METRIC_TITLES[column]}", "", metric_table(entries, column)]
+    if per_speaker:
+        # One sub-table per metric: speakers are the columns, so combined cells would not fit.
+        parts += ["", f"{heading} Per target speaker", "",
+                  "Mean over each target speaker's test mixtures, for " + ", ".join(
+                      METRIC_TITLES[c] for c in per_speaker) + "."]
+        for column in per_speaker:
+            parts += ["", f"{heading}# {METRIC_TITLES[column]}", "", speaker_table(entries, column)]
+        if missing:
+            parts += ["", not_scored_note(missing)]
+    return parts
+
+
 def render_markdown(
     entries: Sequence[ScoreEntry],
     exp_dir: str,
     plots: Sequence[Tuple[str, Optional[str], str]] = (),
     sections: Sequence[str] = (),
+    interferer: Sequence[ScoreEntry] = (),
 ) -> str:
     """The whole RESULTS.md.
 
@@ -252,11 +282,9 @@ def render_markdown(
             was not drawn).
         sections: extra markdown lines placed before the plots (e.g. the speaker-encoder
             tables of :mod:`espnet2_pse.scoring.speaker_results`).
+        interferer: the summaries of the interfering-talker condition (``<exp_dir>/interferer``).
     """
     speakers = sorted({e.speaker for e in entries})
-    columns = [c for c in METRIC_TITLES if any(c in e.means for e in entries)]
-    missing = unscored(KEY_METRICS, [e.means for e in entries])
-    per_speaker = [c for c in KEY_METRICS if c in columns]
     parts = [
         "# Results",
         "",
@@ -270,19 +298,13 @@ def render_markdown(
         "SI-SDRi and SNRi are improvements over the unprocessed mixture. "
         f"`–`: no such model or setting; `{NOT_SCORED}`: that model was scored without the metric.",
     ]
-    if missing:
-        parts += ["", not_scored_note(missing)]
-    for column in columns:
-        parts += ["", f"## {METRIC_TITLES[column]}", "", metric_table(entries, column)]
-    if per_speaker:
-        # One sub-table per metric: speakers are the columns, so combined cells would not fit.
-        parts += ["", "## Per target speaker", "",
-                  "Mean over each target speaker's test mixtures, for " + ", ".join(
-                      METRIC_TITLES[c] for c in per_speaker) + "."]
-        for column in per_speaker:
-            parts += ["", f"### {METRIC_TITLES[column]}", "", speaker_table(entries, column)]
-        if missing:
-            parts += ["", not_scored_note(missing)]
+    parts += metric_sections(entries, "##")
+    if interferer:
+        parts += ["", "## Interfering talker", "",
+                  "The same models on each target speaker's `test_interferer` set: the test references with "
+                  "one utterance of another voice at U(0, 10) dB target-to-interferer ratio plus test-bank "
+                  f"noise at U(0, 10) dB ({len(interferer)} score summaries under `{exp_dir}/{INTERFERER}`)."]
+        parts += metric_sections(interferer, "###")
     parts += list(sections)
     if plots:
         parts += ["", "## Plots", ""]

@@ -4,13 +4,16 @@ Stage 1 (premixture): s~ = s + m at SNR_pre ~ U(0, 15) dB, simulating the "in-th
 already in the user's recordings; skipped when the data are the user's own noisy recordings.
 Stage 2 (injection): x~ = s~ + n at SNR_inj ~ U(-5, 5) dB measured against s~.
 Then the whole batch (inputs and targets) is divided by one scalar, its max |x~|.
+
+Optionally (:class:`TalkerInjector`) the injection also holds another person's voice: a model
+trained to map s~ + n + (other talker) back to s~ learns to drop voices that are not its user's.
 """
 
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from espnet2_pse.data.mixing import mix_at_snr
+from espnet2_pse.data.mixing import mix_at_snr, noise_gain
 from espnet2_pse.ssl.noise_bank import NoiseBank
 
 SNR_DISTRIBUTIONS = ("uniform", "normal")
@@ -73,6 +76,49 @@ class TwoStageMixer:
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(batch, length) injection noise crops and (batch,) SNRs in dB."""
         return self.inject_bank.sample(batch, length, generator), self.inject_snr(batch, generator)
+
+
+class TalkerInjector:
+    """Interfering talkers for a batch: speech of other voices added on top of (or instead of)
+    the injection noise.
+
+    Args:
+        talker_scp: wav.scp (or a list pooled into one bank) of other voices' utterances; it must
+            not hold the user's voice.
+        prob: share of the examples that get one talker.
+        tir_range: [low, high] target-to-interferer ratio in dB, against the pseudo-source.
+        alone_prob: share of the talker examples whose injection noise is dropped (talker alone).
+        distribution: "uniform" or "normal" (as :class:`SNRSampler`).
+        sample_rate: Hz of the bank.
+    """
+
+    def __init__(
+        self,
+        talker_scp: Union[str, Sequence[str]],
+        prob: float = 0.5,
+        tir_range: Sequence[float] = (0.0, 10.0),
+        alone_prob: float = 0.25,
+        distribution: str = "uniform",
+        sample_rate: int = 16000,
+    ):
+        for name, value in (("talker_prob", prob), ("talker_alone_prob", alone_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        self.bank = NoiseBank(talker_scp, sample_rate, role="interfering talker")
+        self.tir = SNRSampler(tir_range, distribution)
+        self.prob = prob
+        self.alone_prob = alone_prob
+
+    def __call__(self, source: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) pseudo-sources -> (B, T) scaled talker signal to add (zero rows for examples
+        without a talker) and (B,) 0/1 factor for the injection noise (0: talker alone)."""
+        batch, length = source.shape
+        has_talker = torch.rand(batch, generator=generator) < self.prob
+        alone = has_talker & (torch.rand(batch, generator=generator) < self.alone_prob)
+        talker = self.bank.sample(batch, length, generator).to(source)
+        gain = noise_gain(source, talker, self.tir(batch, generator).to(source))
+        talker = talker * gain * has_talker.to(source)[:, None]
+        return talker, (~alone).to(source)
 
 
 def scale_batch(*signals: torch.Tensor) -> Tuple[torch.Tensor, ...]:

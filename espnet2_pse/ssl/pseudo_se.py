@@ -1,10 +1,10 @@
 """PseudoSE: learn to map a further-corrupted recording back to the recording itself."""
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from espnet2_pse.ssl.mixing import scale_batch
+from espnet2_pse.ssl.mixing import TalkerInjector, scale_batch
 from espnet2_pse.ssl.on_the_fly import OnTheFlyObjective, length_mask
 
 
@@ -17,13 +17,24 @@ class PseudoSE(OnTheFlyObjective):
     With a ``teacher`` (a trained enhancement model, {config: ..., model_file: ...}), its
     output t = T(s~) cleans the pseudo-target: the target becomes
     ``teacher_weight * t + (1 - teacher_weight) * s~``, and with ``teacher_input`` the noise
-    is injected into t instead of s~ (the student then learns t + n -> t). The other
-    arguments are those of :class:`OnTheFlyObjective`.
+    is injected into t instead of s~ (the student then learns t + n -> t).
+
+    With ``talker_scp`` (other voices' utterances) a share ``talker_prob`` of the inputs also
+    holds one interfering talker at ``talker_tir_range`` dB against s~, a share
+    ``talker_alone_prob`` of those without the injection noise (:class:`TalkerInjector`); the
+    target never holds the talker, so the model learns to keep its user's voice only. The
+    other arguments are those of :class:`OnTheFlyObjective`.
     """
 
     def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
-                 teacher_input: bool = False, **kwargs):
+                 teacher_input: bool = False, talker_scp: Union[None, str, Sequence[str]] = None,
+                 talker_prob: float = 0.5, talker_tir_range: Sequence[float] = (0.0, 10.0),
+                 talker_alone_prob: float = 0.25, **kwargs):
         super().__init__(*args, **kwargs)
+        self.talkers = None
+        if talker_scp:
+            self.talkers = TalkerInjector(talker_scp, talker_prob, talker_tir_range, talker_alone_prob,
+                                          self.mixer.inject_snr.distribution, self.mixer.inject_bank.sample_rate)
         if teacher is not None and set(teacher) != {"config", "model_file"}:
             raise ValueError(f"teacher needs exactly the keys 'config' and 'model_file', got {sorted(teacher)}")
         if not 0.0 <= teacher_weight <= 1.0:
@@ -54,7 +65,13 @@ class PseudoSE(OnTheFlyObjective):
                 source = cleaned
             target = self.teacher_weight * cleaned + (1.0 - self.teacher_weight) * target
         noise, snr = self.mixer.injection(batch, length, self.generator)
+        talker = None
+        if self.talkers is not None:
+            talker, keep_noise = self.talkers(source, self.generator)
+            noise = noise * keep_noise[:, None]
         mixture = self.inject(source, noise, snr, mask)
+        if talker is not None:
+            mixture = mixture + talker * mask
         if self.batch_scaling:
             mixture, target = scale_batch(mixture, target)
         return {"input": mixture, "target": target, "snr": snr}

@@ -12,7 +12,7 @@ import yaml
 from espnet2_pse.bin.prepare_data import main
 from espnet2_pse.data import embedded, prepare, synth_noise, synth_speech
 from espnet2_pse.data.kaldi_dir import read_data_dir
-from espnet2_pse.data.layout import NOISE_BANKS
+from espnet2_pse.data.layout import NOISE_BANKS, LayoutConfig
 from espnet2_pse.data.mixing import snr_db
 from espnet2_pse.data.runtime import derive_rng
 from test.data.conftest import TINY_ARGS
@@ -180,3 +180,37 @@ def test_bad_size_knobs_are_refused(tmp_path):
         )
     with pytest.raises(ValueError, match="num_speakers must be between"):
         main(["--out", str(tmp_path / "d"), "--num_speakers", "99"])
+
+
+def test_interferer_test_reuses_the_test_references_at_labelled_levels(tmp_path):
+    """--interferer_test true: every target gets test_interferer/, the test set's clean crops
+    plus a validation-role talker at its TIR and test-bank noise at its SNR (both measured
+    against the target); without the option the root's record is unchanged."""
+    root = tmp_path / "data"
+    main(["--out", str(root), "--interferer_test", "true"] + TINY_ARGS)
+    roles = _roles(root)
+    noise_bank = read_data_dir(root / "noise" / "test")
+    for spk in roles["target"]:
+        test = read_data_dir(root / "speakers" / spk / "test")
+        d = read_data_dir(root / "speakers" / spk / "test_interferer")
+        assert len(d.keys) == len(test.keys)
+        for key, ref_key in zip(d.keys, test.keys):
+            assert np.array_equal(sf.read(d.spk1[key])[0], sf.read(test.spk1[ref_key])[0])
+            assert f"speech={ref_key} " in d.tables["utt2source"][key]
+            assert d.tables["utt2interferer"][key] in roles["validation"]
+            tir, snr = float(d.tables["utt2tir"][key]), float(d.tables["utt2snr"][key])
+            assert 0 <= tir <= 10 and 0 <= snr <= 10
+            # Rebuild the noise crop from utt2source: what remains of x - s is the talker.
+            s = torch.from_numpy(sf.read(d.spk1[key])[0])
+            x = torch.from_numpy(sf.read(d.wav[key])[0])
+            noise_key, offset = dict(p.split("=", 1) for p in d.tables["utt2source"][key].split())["noise"].split("@")
+            n = sf.read(noise_bank.wav[noise_key])[0]
+            start = int(round(float(offset[:-1]) * 16000))
+            n = torch.from_numpy(np.resize(n, len(s)) if len(n) < len(s) else n[start:start + len(s)])
+            noise = n * torch.sqrt(s.pow(2).sum() / (n.pow(2).sum() * 10 ** (snr / 10)))
+            talker = x - s - noise
+            assert abs(float(snr_db(s, talker)) - tir) < 0.2, key
+    record = yaml.safe_load((root / ".done").read_text())["config"]["layout"]
+    assert record["interferer_test"] is True and record["interferer_tir"] == [0.0, 10.0]
+    # Roots built before the option existed keep matching their record.
+    assert "interferer_test" not in LayoutConfig().to_dict()

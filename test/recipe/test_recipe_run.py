@@ -13,7 +13,7 @@ import yaml
 from .shell import RECIPE, REPO, bash
 
 TINY_DATA = ("--num_speakers 5 --num_target 1 --num_validation 2 --minutes_per_speaker 0.5 "
-             "--noise_files_per_family 1 --split_scale 0.15 --test_mixtures 3 --val_mixtures 6")
+             "--noise_files_per_family 1 --split_scale 0.15 --test_mixtures 3 --val_mixtures 6 --interferer_test true")
 TINY_SCHEDULE = {
     "iterator_type": "chunk", "chunk_length": 8000, "batch_type": "unsorted", "batch_size": 4,
     "num_iters_per_epoch": 2, "max_epoch": 1, "optim": "adam", "optim_conf": {"lr": 1.0e-3},
@@ -50,7 +50,8 @@ def test_stages_1_to_8_then_rescore_and_rerun(tmp_path):
     recipe = copy_recipe(tmp_path)
     opts = (f"--local_data_opts '{TINY_DATA}' --train_conf_dir conf/tiny --methods pseudo_se "
             "--fsl_durations 2 --spk_teacher_config conf/tiny/train_spk_teacher.yaml "
-            "--spk_student_config conf/tiny/train_spk_student.yaml --enroll_seconds 2")
+            "--spk_student_config conf/tiny/train_spk_student.yaml --enroll_seconds 2 "
+            "--score_metrics si_sdr,snr,pesq,estoi,spk_sim,pdnsmos")
     res = bash(f"./run.sh {opts}", cwd=recipe, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     exp = recipe / "exp"
@@ -65,6 +66,13 @@ def test_stages_1_to_8_then_rescore_and_rerun(tmp_path):
     # The unprocessed row scores the mixture against itself: exactly no improvement.
     unprocessed = yaml.safe_load((exp / "unprocessed" / speaker / "score" / "summary.yaml").read_text())
     assert unprocessed["metrics"]["si_sdri"]["mean"] == 0.0
+    # The interfering-talker test set is scored by the same models, with the DNS track's metrics.
+    summary = yaml.safe_load((exp / "interferer" / "pseudo_se_cpu" / "zsl" / speaker / "score" / "summary.yaml")
+                             .read_text())
+    assert summary["ref_scp"].endswith(f"speakers/{speaker}/test_interferer/spk1.scp")
+    assert 1.0 <= summary["metrics"]["pdnsmos_ovrl"]["mean"] <= 5.0 and -1 <= summary["metrics"]["spk_sim"]["mean"] <= 1
+    interferer = results[results.index("## Interfering talker"):]
+    assert "### Personalized DNSMOS OVRL" in interferer and "| pseudo_se |" in interferer
 
     # Speaker encoders: EERs of teacher and student, cost, and the conditioned generalist
     # scored with each enrollment condition, static and refined.

@@ -211,3 +211,19 @@ def test_metrics_that_were_not_scored_are_named(tmp_path):
     _, rows = table_rows(md, "Speaker-conditioned generalist: static vs refined embedding")
     assert rows[0][2] == "5.00 / 1.60"  # the unconditioned reference
     assert rows[1][2:] == ["6.00 / 1.60", "–", "6.50 / n.s.", "–", "–", "–"]
+
+
+def test_interferer_condition_is_its_own_section(exp, tmp_path, caplog):
+    """Summaries under exp/interferer/ (the test_interferer sets) become the "Interfering talker"
+    section, with the same table layout, and never mix into the noise-only tables."""
+    write_summary(exp, "interferer/unprocessed/spk1", 0.0, 1.1, estoi=0.40)
+    write_summary(exp, "interferer/pseudo_se_dp_large/zsl/spk1", 3.0, 1.3, estoi=0.55)
+    with caplog.at_level(logging.WARNING):
+        md = make_results(exp, tmp_path / "RESULTS.md").read_text()
+    assert "interferer/unprocessed" not in caplog.text  # not a malformed <method>_<size> dir of the main grid
+    main_part, interferer = md.split("\n## Interfering talker\n")
+    _, rows = table_rows(main_part, "SI-SDRi (dB)")
+    assert ["pseudo_se_dp", "large", "1.50 M", "11.00 ± 1.00", "–", "–"] in rows  # noise only: 10 and 12
+    _, rows = table_rows("\n" + interferer, "SI-SDRi (dB)", level=3)
+    assert [r[0] for r in rows] == ["unprocessed", "pseudo_se_dp"] and rows[1][3] == "3.00 ± 0.00"
+    assert "#### PESQ-WB" in interferer  # per-speaker tables one level down

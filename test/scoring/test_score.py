@@ -139,3 +139,33 @@ def test_cli_help_and_required_arguments(capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_folder_of_recordings_is_scored_before_and_after_without_references(tmp_path, caplog):
+    """pse-score --folder: DNSMOS, pDNSMOS and similarity to the enrollment of each recording and
+    of its enhanced version (same relative path, .wav); any rate or channel count; a file that
+    cannot be read is named, the others are still scored, and the exit code says so."""
+    rng = np.random.default_rng(1)
+    clean = 0.5 * speech_like(4.0, seed=3)
+    noisy = clean + 0.05 * rng.standard_normal(clean.size)
+    write_wav(tmp_path / "rec" / "a.wav", noisy)
+    stereo = np.stack([noisy, noisy], axis=1)[::2]  # 8 kHz, two channels
+    write_wav(tmp_path / "rec" / "sub" / "b.flac", stereo, fs=8000)
+    (tmp_path / "rec" / "broken.wav").write_bytes(b"not audio")
+    write_wav(tmp_path / "enh" / "a.wav", clean)
+    write_wav(tmp_path / "enh" / "sub" / "b.wav", clean[::2], fs=8000)
+    write_wav(tmp_path / "me.wav", 0.5 * speech_like(3.0, seed=4))
+    code = main(["--folder", str(tmp_path / "rec"), "--enhanced_dir", str(tmp_path / "enh"),
+                 "--enroll", str(tmp_path / "me.wav"), "--out_dir", str(tmp_path / "out")])
+    assert code == 1 and "broken.wav" in caplog.text
+    header, rows = read_tsv(tmp_path / "out" / "per_utt.tsv")
+    assert sorted(rows) == ["a.wav", "sub/b.flac"]
+    assert {"dnsmos_ovrl_input", "pdnsmos_bak_enhanced", "spk_sim_input", "spk_sim_enhanced"} <= set(header)
+    # Removing the noise raises DNSMOS BAK.
+    assert rows["a.wav"]["dnsmos_bak_enhanced"] > rows["a.wav"]["dnsmos_bak_input"] + 0.5
+    summary = yaml.safe_load((tmp_path / "out" / "summary.yaml").read_text())
+    assert summary["num_utterances"] == 2 and "broken.wav" in summary["failed"]
+    with pytest.raises(SystemExit):
+        main(["--folder", str(tmp_path / "rec"), "--ref_scp", "x.scp", "--out_dir", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="si_sdr need a clean reference"):
+        main(["--folder", str(tmp_path / "rec"), "--metrics", "si_sdr,dnsmos", "--out_dir", str(tmp_path / "o")])

@@ -150,3 +150,37 @@ def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):
                                                         "model_file": str(teacher_dir / "nope.pth")})
     with pytest.raises(FileNotFoundError, match="teacher: no such file: .*nope.pth"):
         missing.make_batch(speech_batch(batch=1), ones_mask(speech_batch(batch=1)))
+
+
+def test_talkers_are_added_at_their_tir_and_never_enter_the_target(tiny_corpus):
+    """A share talker_prob of the inputs gets another voice at its TIR against s~; a share of
+    those loses the injection noise; the target is the pseudo-source either way."""
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_scp=str(tiny_corpus["clean_scp"]),
+                         talker_prob=0.5, talker_tir_range=(2.0, 8.0), talker_alone_prob=0.5, batch_scaling=False)
+    speech = speech_batch(batch=400, length=4000)
+    gen = objective.generator
+    state = gen.get_state()
+    noise, snr = objective.mixer.injection(400, 4000, gen)
+    talker, keep_noise = objective.talkers(speech, gen)
+    gen.set_state(state)
+    made = objective.make_batch(speech, ones_mask(speech))
+    assert torch.allclose(made["target"], speech)
+    has_talker = talker.abs().amax(1) > 0
+    assert 0.4 < has_talker.float().mean() < 0.6
+    assert torch.allclose(snr_db(speech[has_talker], talker[has_talker]),
+                          torch.full((int(has_talker.sum()),), 5.0), atol=3.01)
+    alone = keep_noise == 0
+    assert (alone <= has_talker).all() and 0.15 < alone.float().mean() < 0.35
+    # Talker-alone inputs are s~ + talker exactly; the rest hold the noise at its SNR.
+    assert torch.allclose(made["input"][alone], (speech + talker)[alone], atol=1e-6)
+    plain = ~has_talker
+    assert torch.allclose(snr_db(speech[plain], made["input"][plain] - speech[plain]), made["snr"][plain], atol=0.1)
+
+
+def test_talker_settings_are_checked(tiny_corpus):
+    with pytest.raises(ValueError, match=r"talker_prob must be in \[0, 1\], got 1.5"):
+        PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_scp=str(tiny_corpus["clean_scp"]),
+                 talker_prob=1.5)
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_scp="/nowhere/wav.scp")
+    with pytest.raises(FileNotFoundError, match="interfering talker bank: scp file '/nowhere/wav.scp'"):
+        objective.make_batch(speech_batch(), ones_mask(speech_batch()))

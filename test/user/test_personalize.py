@@ -232,3 +232,46 @@ def test_teacher_weight_mistakes_are_refused(tmp_path, options, message):
     args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
     with pytest.raises(ValueError, match=message):
         personalize.check_args(args)
+
+
+def test_both_steps_inject_talkers_and_the_full_log_stays_in_the_work_dir(personalized):
+    """By default both trainings add other voices (the data root's generalist speakers) to the
+    injection; ESPnet's trainer log goes to <work_dir>/personalize.log."""
+    work = personalized / "me_work"
+    for step in ("zsl", "fsl"):
+        conf = yaml.safe_load((work / f"exp/{step}/config.yaml").read_text())["ssl_objective_conf"]
+        assert conf["talker_scp"] == str(work / "data/generalist/train/wav.scp"), step
+        assert conf["talker_prob"] == personalize.DEFAULT_TALKER_PROB and conf["talker_tir_range"] == [0.0, 10.0]
+    log = (work / "personalize.log").read_text()
+    assert "1epoch results:" in log and "personalize zsl: epoch 1, elapsed" in log
+    assert "interfering talker bank:" in log  # the bank was loaded and used
+
+
+def test_terminal_shows_progress_and_errors_only():
+    def record(name, level):
+        return logging.LogRecord(name, level, __file__, 1, "message", None, None)
+
+    shown = personalize._terminal_record
+    assert shown(record("espnet2_pse.personalize", logging.INFO))
+    assert not shown(record("root", logging.INFO)) and not shown(record("espnet2.train.trainer", logging.WARNING))
+    assert shown(record("espnet2_pse.ssl.noise_bank", logging.WARNING)) and shown(record("root", logging.ERROR))
+
+
+@pytest.mark.parametrize("options, prob", [([], personalize.DEFAULT_TALKER_PROB),
+                                           (["--method", "contrastive_mixtures"], 0.0),
+                                           (["--talker_prob", "0"], 0.0)])
+def test_talker_default_follows_method(tmp_path, options, prob):
+    args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
+    personalize.check_args(args)
+    assert args.talker_prob == prob
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--method", "contrastive_mixtures", "--talker_prob", "0.5"], "interfering talkers are a pseudo_se option"),
+    (["--talker_prob", "1.5"], r"--talker_prob and --talker_alone_prob must be in \[0, 1\]"),
+    (["--talker_tir_range", "10", "0"], "LOW must not exceed HIGH"),
+])
+def test_talker_mistakes_are_refused(tmp_path, options, message):
+    args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
+    with pytest.raises(ValueError, match=message):
+        personalize.check_args(args)

@@ -65,6 +65,9 @@ generalist_config=""   # training config for the generalists (empty: ${train_con
 generalist_noise="inject_train"   # noise banks (data/noise/<bank>) pooled for the generalists' training
 pse_args=""            # extra options for every training run, e.g. "--max_epoch 2"
 inference_model=valid.loss.best.pth   # checkpoint used by inference and packing
+# Stage-7 metrics (espnet2_pse.bin.score); add dnsmos,pdnsmos (about 1 s a file and model on
+# one core) for the DNS personalized track's scores.
+score_metrics=si_sdr,snr,pesq,estoi,spk_sim
 skip_upload_hf=true    # skip the Hugging Face upload in stage 8
 hf_repo=""             # Hugging Face repository id (user/name) for stage 8
 hf_remote_url=""       # push to this git URL instead of https://huggingface.co/<hf_repo>
@@ -114,6 +117,7 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --generalist_noise "B .."  noise banks pooled for the generalists (default: '${generalist_noise}')
   --pse_args STR        extra options for every training run (default: '${pse_args}')
   --inference_model F   checkpoint for inference and packing (default: ${inference_model})
+  --score_metrics M,..  stage-7 metrics; dnsmos,pdnsmos add the DNS track's (default: ${score_metrics})
   --skip_upload_hf BOOL skip the Hugging Face upload (default: ${skip_upload_hf})
   --hf_repo USER/NAME   Hugging Face repository for stage 8 (default: none)
   --hf_remote_url URL   push to this git remote instead of huggingface.co (default: none)
@@ -338,21 +342,30 @@ stage_6_few_shot() {
     pool_wait
 }
 
-# Every (model, test set) pair of the grid as evaluate jobs: config model test_dir out_dir.
+# Every (model, test set) pair of the grid as evaluate jobs: config model test_dir out_dir. A
+# speaker's interfering-talker test set (stage 1 with --interferer_test true) is scored by the
+# same models into ${expdir}/interferer/, with the same layout.
 evaluation_jobs() {
-    local size method spk d model test
+    local size method spk d model test out
     for spk in $(target_speakers); do
-        test=${dumpdir}/speakers/${spk}/test
-        echo "- - ${test} ${expdir}/unprocessed/${spk}"
-        for size in ${sizes}; do
-            for method in generalist ${methods}; do
-                model=$(zsl_model_dir "${method}" "${size}" "${spk}")
-                echo "${model}/config.yaml ${model}/${inference_model} ${test} ${expdir}/${method}_${size}/zsl/${spk}"
-                for d in ${fsl_durations}; do
-                    model=${expdir}/${method}_${size}/fsl_${d}s/${spk}/model
-                    echo "${model}/config.yaml ${model}/${inference_model} ${test} ${expdir}/${method}_${size}/fsl_${d}s/${spk}"
+        for test in "${dumpdir}/speakers/${spk}/test" "${dumpdir}/speakers/${spk}/test_interferer"; do
+            [ -d "${test}" ] || continue
+            out=${expdir}
+            [ "${test##*/}" = test_interferer ] && out=${expdir}/interferer
+            echo "- - ${test} ${out}/unprocessed/${spk}"
+            for size in ${sizes}; do
+                for method in generalist ${methods}; do
+                    model=$(zsl_model_dir "${method}" "${size}" "${spk}")
+                    echo "${model}/config.yaml ${model}/${inference_model} ${test} ${out}/${method}_${size}/zsl/${spk}"
+                    for d in ${fsl_durations}; do
+                        model=${expdir}/${method}_${size}/fsl_${d}s/${spk}/model
+                        echo "${model}/config.yaml ${model}/${inference_model} ${test} ${out}/${method}_${size}/fsl_${d}s/${spk}"
+                    done
                 done
             done
+        done
+        test=${dumpdir}/speakers/${spk}/test
+        for size in ${sizes}; do
             [ "${spk_encoder}" = true ] || continue
             # Conditioned generalist: each enrollment condition, static and refined embedding, the
             # refinement's hop loop with e_0 alone (alpha 1), which separates the effect of
@@ -384,7 +397,8 @@ stage_7_score() {
     local device=cpu
     [ "${gpu_inference}" = true ] && device=cuda
     ${decode_cmd} JOB=1:"${inference_nj}" "${logdir}/evaluate.JOB.log" \
-        ${python} -m espnet2_pse.bin.evaluate --jobs "${logdir}/jobs.JOB.txt" --device "${device}"
+        ${python} -m espnet2_pse.bin.evaluate --jobs "${logdir}/jobs.JOB.txt" --device "${device}" \
+        --metrics "${score_metrics}"
     [ "${spk_encoder}" = true ] && spk_cost
     ${python} -m espnet2_pse.bin.make_results --exp_dir "${expdir}" --out "${expdir}/RESULTS.md"
     log "  results: ${PWD}/${expdir}/RESULTS.md"

@@ -26,6 +26,7 @@ split_scale=             # scales the paper's 30/30/60/30 s splits (empty: 0.25 
                          # 2.0 debian_real, 1.0 librispeech)
 test_mixtures=           # 4 s test mixtures per target speaker (empty: 20 embedded, 30 debian_real,
                          # 100 librispeech)
+interferer_test=false    # also a test set per target with an interfering talker (test_interferer/)
 val_mixtures=            # mixtures per fixed validation set (empty: 16 embedded, 32 debian_real,
                          # 64 librispeech)
 num_speakers=16          # embedded corpus size knobs
@@ -63,6 +64,7 @@ Prepares the data root for the pse1 recipe (stage 1).
   --debian_dir DIR [--debian_targets A,B] [--debian_target_minutes M] [--debian_other_minutes M]
       [--debian_noise_minutes M]   (debian_real; --debian_dir default: DEBIAN_REAL in db.sh)
   --download true                 fetch missing corpora first (debian_real: fetch_debian)
+  --interferer_test true          a second test set per target: an interfering talker + noise
 See the option list at the top of this script.
 EOM
 )
@@ -78,7 +80,7 @@ args=(--out "${out}" --corpus "${corpus}" --base_corpus "${base_corpus}" --seed 
       --num_speakers "${num_speakers}" --num_target "${num_target}" --num_validation "${num_validation}"
       --minutes_per_speaker "${minutes_per_speaker}" --noise_files_per_family "${noise_files_per_family}"
       --librispeech_subsets "${librispeech_subsets}" --download "${download}" --download_dir "${download_dir}"
-      --user_name "${user_name}")
+      --user_name "${user_name}" --interferer_test "${interferer_test}")
 for name in split_scale test_mixtures val_mixtures librispeech fsd50k musan target_speakers \
             validation_speakers user_noisy_dir user_clean_dir user_test_dir debian_dir debian_targets \
             debian_target_minutes debian_other_minutes debian_noise_minutes; do
