@@ -365,7 +365,7 @@ def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -
 
 def check_args(args) -> None:
     """Refuse contradicting options; ``--base none`` becomes ``args.base = None``."""
-    if args.base.lower() == "none":
+    if args.base and args.base.lower() == "none":
         args.base = None
     if Path(args.out).suffix != ".zip":
         raise ValueError(f"--out {args.out}: the packed model must be a .zip file")
@@ -396,7 +396,7 @@ def check_args(args) -> None:
 
 
 def personalize(args) -> Path:
-    check_args(args)
+    check_args(args)  # idempotent; main() has already run it
     out = Path(args.out).absolute()
     work = work_dir_of(args)
     data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
@@ -500,6 +500,11 @@ def work_dir_of(args) -> Path:
 
 def main(cmd: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
+    try:
+        check_args(args)  # before the work dir (and its log) exists: a refused call leaves nothing behind
+    except (ValueError, OSError) as err:
+        logger.error("%s", err)
+        return 1
     handlers = setup_logging(work_dir_of(args))
     logger.info("personalize: full log (ESPnet's trainer included) in %s", handlers[0].baseFilename)
     try:
