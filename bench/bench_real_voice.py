@@ -69,6 +69,8 @@ COLUMNS = columns_for(PERSONALIZED_METRICS)
 BASIC_METRICS = ("si_sdr", "pesq", "estoi")
 SHOWN = (("si_sdri", "SI-SDRi", "8.2f"), ("pesq", "PESQ-WB", "8.2f"), ("estoi", "eSTOI", "6.3f"),
          ("dnsmos_ovrl", "DNSMOS", "6.2f"), ("pdnsmos_ovrl", "pDNSMOS", "7.2f"), ("spk_sim", "SpkSim", "6.3f"))
+DELTAS = (("si_sdri", "dSI-SDRi", "+9.2f"), ("pesq", "dPESQ", "+6.2f"), ("estoi", "deSTOI", "+7.3f"),
+          ("pdnsmos_ovrl", "dpDNSMOS", "+8.2f"))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -236,8 +238,19 @@ def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tag: str
             rows = dict(zip(test.keys, pool.map(_score_file, jobs)))
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows))
-        means[system] = {c: float(np.nanmean([r.get(c, np.nan) for r in rows.values()])) for c in COLUMNS}
+        means[system] = {c: _mean([r[c] for r in rows.values() if c in r]) for c in COLUMNS}
     return means
+
+
+def _mean(values: List[float]) -> float:
+    """Mean over the files that have the metric; NaN where none has it (noisereduce's DNSMOS)."""
+    return float(np.nanmean(values)) if values else float("nan")
+
+
+def _cell(value: float, fmt: str) -> str:
+    """A table cell, blank for a metric the system is not scored on."""
+    width = int(fmt.lstrip("+").split(".")[0])
+    return " " * width if np.isnan(value) else f"{value:{fmt}}"
 
 
 def print_table(results: Dict[str, dict], condition: str) -> None:
@@ -245,8 +258,9 @@ def print_table(results: Dict[str, dict], condition: str) -> None:
     systems = [s for s in SYSTEMS if s in results[voices[0]]["scores"][condition]]
     mean = {s: {c: float(np.mean([results[v]["scores"][condition][s][c] for v in voices])) for c in COLUMNS}
             for s in systems}
-    header = f"{'voice':<22} {'system':<15} " + " ".join(f"{name:>{int(fmt.split('.')[0])}}" for _, name, fmt in SHOWN)
-    header += f" {'dSI-SDRi':>9} {'dPESQ':>6} {'deSTOI':>7} {'dpDNSMOS':>8} {'personalize s':>13}"
+    header = f"{'voice':<22} {'system':<15} " + " ".join(
+        f"{name:>{int(fmt.lstrip('+').split('.')[0])}}" for _, name, fmt in SHOWN + DELTAS)
+    header += f" {'personalize s':>13}"
     print(header)
     print("-" * len(header))
     for voice in voices + ["mean"]:
@@ -257,10 +271,9 @@ def print_table(results: Dict[str, dict], condition: str) -> None:
             times = [results[v]["times"][system] for v in ([voice] if voice != "mean" else voices)
                      if system in results[v]["times"]]
             wall = f"{np.mean(times):.0f}" if times else ""
-            cells = " ".join(f"{r[col]:{fmt}}" for col, _, fmt in SHOWN)
-            print(f"{voice:<22} {system:<15} {cells} {r['si_sdri'] - peer['si_sdri']:+9.2f} "
-                  f"{r['pesq'] - peer['pesq']:+6.2f} {r['estoi'] - peer['estoi']:+7.3f} "
-                  f"{r['pdnsmos_ovrl'] - peer['pdnsmos_ovrl']:+8.2f} {wall:>13}")
+            cells = " ".join(_cell(r[col], fmt) for col, _, fmt in SHOWN)
+            deltas = " ".join(_cell(r[col] - peer[col], fmt) for col, _, fmt in DELTAS)
+            print(f"{voice:<22} {system:<15} {cells} {deltas} {wall:>13}")
         print()
     print("DNSMOS / pDNSMOS: OVRL of DNSMOS P.835 and of the personalized model; SpkSim: GE2E cosine to the clean "
           "reference; d*: difference to DeepFilterNet3 on the same files; 'few-shot' wall time is the second "
