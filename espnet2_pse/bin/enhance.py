@@ -232,7 +232,8 @@ def get_parser() -> argparse.ArgumentParser:
                    "(the model the conditioned separator was trained with)")
     p.add_argument("--teacher_model", default=None, help="checkpoint (.pth) of that teacher")
     p.add_argument("--teacher_tag", default=None,
-                   help="pretrained teacher tag instead of --teacher_config/--teacher_model (network or cache)")
+                   help="pretrained teacher instead of --teacher_config/--teacher_model: resemblyzer "
+                   "(offline) or a model-zoo tag (network or cache)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--chunk_seconds", type=float, default=8.0,
                    help="chunk length in seconds; 0 processes every file in one piece (memory grows with length)")

@@ -86,7 +86,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_type", choices=("student", "teacher"), required=True)
     parser.add_argument("--train_config", default=None, help="config.yaml of the model")
     parser.add_argument("--model_file", default=None, help="checkpoint (.pth) of the model")
-    parser.add_argument("--model_tag", default=None, help="pretrained teacher tag (network)")
+    parser.add_argument("--model_tag", default=None, help="pretrained teacher: resemblyzer (offline) or a model-zoo tag (network)")
     parser.add_argument("--trials", default=None, help="'label utt1 utt2' trial list")
     parser.add_argument("--write_trials", default=None, help="Save the trial list used here")
     parser.add_argument("--max_trials_per_class", type=int, default=1000)

@@ -136,7 +136,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_type", choices=("teacher", "student"), default="teacher")
     parser.add_argument("--train_config", default=None, help="config.yaml of the speaker model")
     parser.add_argument("--model_file", default=None, help="checkpoint (.pth) of the speaker model")
-    parser.add_argument("--model_tag", default=None, help="pretrained teacher tag (network or cache)")
+    parser.add_argument("--model_tag", default=None, help="pretrained teacher: resemblyzer (offline) or a model-zoo tag (network or cache)")
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--pool", action="append", default=[], metavar="NAME=DATA_DIR",
                         help="data dir whose keys get enrollment embeddings (repeatable)")

@@ -1,5 +1,7 @@
 """A pretrained GE2E speaker encoder that runs offline: the weights shipped in Resemblyzer's wheel.
 
+Used for speaker similarity (scoring) and as a speaker teacher (``model_tag`` ``resemblyzer``).
+
 The PyPI package ``resemblyzer`` (0.1.4, Apache-2.0) carries ``resemblyzer/pretrained.pt``, a
 GE2E speaker encoder trained on thousands of real speakers. Importing that package pulls
 ``webrtcvad`` (used only to trim silences), so this module reads the state dict into a network
@@ -56,30 +58,39 @@ class GE2EEncoder(torch.nn.Module):
         return raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-class GE2E:
-    """The pretrained encoder with its front end: :meth:`embed` takes a waveform.
+class GE2ETeacher(torch.nn.Module):
+    """The pretrained encoder with its front end, batched: the call of an ESPnet speaker model.
+
+    ``model(speech, speech_lengths, extract_embd=True)`` takes (B, T) 16-kHz waveforms and
+    gives (B, 256) unit embeddings, so :class:`~espnet2_pse.spk.teacher.FrozenTeacher`, the
+    distillation and the enrollment use it as they use an ECAPA teacher
+    (``--teacher_model_tag resemblyzer``).
 
     Args:
         weights: a checkpoint with ``model_state`` (default: Resemblyzer's ``pretrained.pt``).
     """
 
+    embed_dim = 256
+
     def __init__(self, weights: Optional[Union[str, Path]] = None):
+        super().__init__()
         import librosa
 
         path = Path(weights) if weights else pretrained_path()
         state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
-        self.model = GE2EEncoder()
+        self.encoder = GE2EEncoder()
         # The checkpoint also holds GE2E's training-only similarity scale and bias.
-        self.model.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")})
-        self.model.eval()
-        self.mel_basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=WIN, n_mels=N_MELS).astype(np.float32)
+        self.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")})
+        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=WIN, n_mels=N_MELS).astype(np.float32)
+        self.register_buffer("mel_basis", torch.from_numpy(mel), persistent=False)
+        self.register_buffer("window", torch.hann_window(WIN), persistent=False)
+        self.eval()
 
-    def _mels(self, wav: np.ndarray) -> np.ndarray:
-        """(T,) -> (frames, 40) mel power spectrogram (centred frames, Hann window)."""
-        import librosa
-
-        spec = np.abs(librosa.stft(wav, n_fft=WIN, hop_length=HOP)) ** 2
-        return (self.mel_basis @ spec).T.astype(np.float32)
+    def _mels(self, wav: torch.Tensor) -> torch.Tensor:
+        """(T,) -> (frames, 40) mel power spectrogram (centred, zero-padded Hann frames)."""
+        spec = torch.stft(wav, WIN, HOP, window=self.window, center=True, pad_mode="constant",
+                          return_complex=True).abs() ** 2
+        return (self.mel_basis @ spec).T
 
     @staticmethod
     def _window_starts(samples: int) -> np.ndarray:
@@ -90,6 +101,46 @@ class GE2E:
         coverage = (samples - starts[-1] * HOP) / (PARTIAL_FRAMES * HOP)
         return starts[:-1] if coverage < MIN_COVERAGE and len(starts) > 1 else starts
 
+    def _windows(self, wav: torch.Tensor) -> torch.Tensor:
+        """(T,) utterance -> (N, 160, 40) mel partial windows, after the level is raised to -30 dBFS."""
+        rms = wav.double().pow(2).mean().sqrt()
+        if rms > 0:
+            gain_db = TARGET_DBFS - 20 * torch.log10(rms)
+            if gain_db > 0:  # only raised, as the encoder was trained
+                wav = wav * (10 ** (gain_db / 20)).float()
+        starts = self._window_starts(len(wav))
+        end = int(starts[-1] + PARTIAL_FRAMES) * HOP
+        if end >= len(wav):
+            wav = torch.nn.functional.pad(wav, (0, end - len(wav)))
+        mels = self._mels(wav)
+        return torch.stack([mels[s:s + PARTIAL_FRAMES] for s in starts])
+
+    @torch.no_grad()
+    def forward(self, speech: torch.Tensor, speech_lengths: Optional[torch.Tensor] = None,
+                extract_embd: bool = True) -> torch.Tensor:
+        """(B, T) waveforms (``speech_lengths`` valid samples each) -> (B, 256) unit embeddings:
+        the normalised mean of each utterance's partial-window embeddings."""
+        if not extract_embd:
+            raise ValueError("the GE2E teacher only extracts embeddings")
+        if speech.dim() != 2 or speech.shape[1] == 0:
+            raise ValueError(f"GE2E: expected (batch, samples) waveforms, got shape {tuple(speech.shape)}")
+        lengths = [speech.shape[1]] * len(speech) if speech_lengths is None else speech_lengths.tolist()
+        windows = [self._windows(row[:int(n)].float()) for row, n in zip(speech, lengths)]
+        partial = self.encoder(torch.cat(windows))
+        means = torch.stack([chunk.mean(0) for chunk in partial.split([len(w) for w in windows])])
+        return torch.nn.functional.normalize(means, dim=-1)
+
+
+class GE2E:
+    """One numpy waveform at any rate -> its (256,) embedding (speaker similarity scores).
+
+    Args:
+        weights: as for :class:`GE2ETeacher`.
+    """
+
+    def __init__(self, weights: Optional[Union[str, Path]] = None):
+        self.model = GE2ETeacher(weights)
+
     def embed(self, wav: np.ndarray, fs: int = SAMPLE_RATE) -> np.ndarray:
         """(T,) waveform at ``fs`` Hz -> (256,) float32 unit embedding."""
         wav = np.asarray(wav, dtype=np.float32)
@@ -99,18 +150,4 @@ class GE2E:
             import soxr
 
             wav = soxr.resample(wav, fs, SAMPLE_RATE).astype(np.float32)
-        rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2)))
-        if rms > 0:
-            gain_db = TARGET_DBFS - 20 * np.log10(rms)
-            if gain_db > 0:  # only raised, as the encoder was trained
-                wav = wav * np.float32(10 ** (gain_db / 20))
-        starts = self._window_starts(len(wav))
-        end = (starts[-1] + PARTIAL_FRAMES) * HOP
-        if end >= len(wav):
-            wav = np.pad(wav, (0, end - len(wav)))
-        mels = self._mels(wav)
-        windows = np.stack([mels[s:s + PARTIAL_FRAMES] for s in starts])
-        with torch.inference_mode():
-            partial = self.model(torch.from_numpy(windows)).numpy()
-        mean = partial.mean(axis=0)
-        return (mean / np.linalg.norm(mean)).astype(np.float32)
+        return self.model(torch.from_numpy(wav)[None])[0].numpy()

@@ -2,9 +2,11 @@
 
 Three ways to get one:
 - ``train_config`` + ``model_file``: a model trained in-recipe with ``espnet2.bin.spk_train``;
-- ``model_tag``: a pretrained model (e.g. "espnet/voxcelebs12_rawnet3") through
-  ``Speech2Embedding.from_pretrained``; this needs espnet_model_zoo and network access
-  (or its cache);
+- ``model_tag``: a pretrained model: ``resemblyzer`` (the GE2E encoder whose weights ship in
+  the resemblyzer wheel, trained on thousands of real speakers; offline, 256-d embeddings,
+  :mod:`espnet2_pse.spk.ge2e`), or an ESPnet model-zoo tag (e.g.
+  "espnet/voxcelebs12_rawnet3") through ``Speech2Embedding.from_pretrained``, which needs
+  espnet_model_zoo and network access (or its cache);
 - ``speaker_model_from_config``: a randomly initialised model from a config dict (benchmarks,
   tests).
 
@@ -52,7 +54,11 @@ def load_teacher(
     model_tag: Optional[str] = None,
     device: str = "cpu",
 ) -> torch.nn.Module:
-    """Load a frozen ESPnet speaker model from local files or a pretrained model tag."""
+    """Load a frozen speaker model from local files (ESPnet) or a pretrained model tag."""
+    if model_tag == "resemblyzer":
+        from espnet2_pse.spk.ge2e import GE2ETeacher
+
+        return freeze(GE2ETeacher().to(device))
     if model_tag:
         from espnet2.bin.spk_inference import Speech2Embedding
 

@@ -4,9 +4,9 @@ Data: ``speech`` (clean utterances, sound) and optionally ``spk_labels`` (text, 
 data dir's utt2spk) to treat same-speaker crops as positives. Noise for the student's views
 comes from ``--noise_scp``. The teacher is named by ``--teacher_train_config`` +
 ``--teacher_model_file`` (an ESPnet speaker model trained with espnet2.bin.spk_train) or
-``--teacher_model_tag`` (pretrained, needs network or cache); it is loaded on the first
-training step and never saved. ``build_student_from_file`` rebuilds the trained student
-without the teacher.
+``--teacher_model_tag`` (pretrained: ``resemblyzer`` offline, a model-zoo tag with network
+or cache); it is loaded on the first training step and never saved.
+``build_student_from_file`` rebuilds the trained student without the teacher.
 
 ``--kd_loss aamsoftmax`` is the from-scratch baseline: no teacher, a speaker classifier head
 over the speakers of ``--spk2utt`` (spk_labels become class ids 0..N-1).
@@ -72,7 +72,8 @@ class SpkDistillTask(AbsTask):
         group.add_argument("--teacher_model_file", type=str_or_none, default=None,
                            help="Checkpoint (.pth) of that speaker model")
         group.add_argument("--teacher_model_tag", type=str_or_none, default=None,
-                           help="Pretrained speaker model tag, e.g. espnet/voxcelebs12_rawnet3 "
+                           help="Pretrained speaker model: resemblyzer (GE2E weights of the resemblyzer wheel, "
+                           "offline, 256-d) or a model-zoo tag, e.g. espnet/voxcelebs12_rawnet3 "
                            "(downloaded through espnet_model_zoo; needs network or cache)")
 
         group = parser.add_argument_group(description="Preprocess related")

@@ -139,6 +139,7 @@ def test_stage_1_without_data_sh_names_it(recipe):
         ("--skip_upload_hf false", "needs --hf_repo"),
         ("--cmd_backend sge", "unknown cmd_backend 'sge'"),
         ("--spk_encoder maybe", "--spk_encoder takes true or false, got 'maybe'"),
+        ("--spk_teacher ge2e", "--spk_teacher must be ecapa or resemblyzer, got 'ge2e'"),
         ("--refine_config conf/nope.yaml", "--refine_config: file not found: conf/nope.yaml"),
         ("--datadir elsewhere", "--datadir is not an option"),
         ("--stage 1 extra", "unexpected arguments: extra"),
@@ -284,3 +285,31 @@ def test_generalist_noise_pools_banks_and_names_a_missing_one(recipe):
     assert "magnitude_exponent: 0.3" in (recipe / "exp/g/pse_config.yaml").read_text()
     res = bash(f"source ./pse.sh\n{body.replace('premix_train', 'premix_tran')}", cwd=recipe)
     assert res.returncode != 0 and "noise bank premix_tran: no data/noise/premix_tran/wav.scp" in res.stderr
+
+
+def test_run_sh_gives_debian_real_the_pretrained_teacher_unless_told_otherwise(recipe):
+    write_exec(recipe / "pse.sh", '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > pse_args.txt\n')
+    argv = {}
+    for name, cmd in (("real", "./run.sh --corpus debian_real"), ("told", "./run.sh --corpus debian_real --spk_teacher ecapa"),
+                      ("embedded", "./run.sh")):
+        res = bash(cmd, cwd=recipe)
+        assert res.returncode == 0, res.stderr
+        argv[name] = (recipe / "pse_args.txt").read_text().split("\n")
+    assert argv["real"][2:4] == ["--spk_teacher", "resemblyzer"]
+    assert argv["told"][2:6] == ["--spk_teacher", "resemblyzer", "--spk_teacher", "ecapa"]  # the later one wins
+    assert "--spk_teacher" not in argv["embedded"]
+
+
+@pytest.mark.parametrize("settings, teacher, student_dim, separator_dim", [
+    ("spk_teacher=ecapa", "--train_config {exp}/spk_teacher/config.yaml --model_file {exp}/spk_teacher/valid.eer.best.pth", "", ""),
+    ("spk_teacher=resemblyzer", "--model_tag resemblyzer", "--student_conf embed_dim=256", "--separator_conf embed_dim=256"),
+    ("spk_teacher=ecapa spk_teacher_tag=espnet/voxcelebs12_rawnet3", "--model_tag espnet/voxcelebs12_rawnet3", "", ""),
+])
+def test_teacher_choice_sets_the_teacher_and_the_embedding_size(recipe, settings, teacher, student_dim, separator_dim):
+    res = bash(f"source ./pse.sh\n{settings}; spk_teacher_args; echo \"|$(spk_dim_args student_conf)|\"; "
+               "echo \"|$(spk_dim_args separator_conf)|\"; pretrained_teacher", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == teacher.format(exp=f"{recipe}/exp")
+    assert lines[1:3] == [f"|{student_dim}|", f"|{separator_dim}|"]
+    assert lines[3:] == ([] if settings == "spk_teacher=ecapa" else [teacher.split()[-1]])

@@ -73,7 +73,8 @@ hf_repo=""             # Hugging Face repository id (user/name) for stage 8
 hf_remote_url=""       # push to this git URL instead of https://huggingface.co/<hf_repo>
 upload_model=""        # packed model to upload (a name in <expdir>/packed; empty: the first specialist)
 spk_encoder=true       # speaker teacher + distilled student + conditioned generalists (issue 5)
-spk_teacher_tag=""     # pretrained teacher (e.g. espnet/voxcelebs12_rawnet3; network) instead of training one
+spk_teacher=ecapa      # speaker teacher: ecapa (trained in-recipe) or resemblyzer (pretrained GE2E, offline)
+spk_teacher_tag=""     # pretrained model-zoo teacher (e.g. espnet/voxcelebs12_rawnet3; network) instead
 spk_teacher_config=conf/tuning/train_spk_teacher.yaml   # in-recipe teacher (ESPnet speaker task)
 spk_student_config=conf/tuning/train_spk_student.yaml   # student distillation (spk_distill_train)
 refine_config=conf/tuning/refine.yaml                    # refinement options for stage 7
@@ -123,7 +124,9 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --hf_remote_url URL   push to this git remote instead of huggingface.co (default: none)
   --upload_model NAME   packed model to upload (default: the first zero-shot specialist)
   --spk_encoder BOOL    speaker teacher, student, conditioned generalists (default: ${spk_encoder})
-  --spk_teacher_tag TAG pretrained teacher instead of training one; needs network (default: none)
+  --spk_teacher NAME    ecapa (trained in-recipe) or resemblyzer (Resemblyzer's pretrained GE2E,
+                        offline, 256-d; run.sh's default on debian_real) (default: ${spk_teacher})
+  --spk_teacher_tag TAG pretrained model-zoo teacher instead; needs network (default: none)
   --spk_teacher_config F, --spk_student_config F, --refine_config F
                         speaker-encoder configs (default: ${spk_teacher_config}, ${spk_student_config},
                         ${refine_config})
@@ -178,6 +181,7 @@ setup() {
     if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
         die "--num_nodes ${num_nodes} needs a cluster: add --cmd_backend slurm (run.pl runs on this machine only)"
     fi
+    [[ " ecapa resemblyzer " == *" ${spk_teacher} "* ]] || die "--spk_teacher must be ecapa or resemblyzer, got '${spk_teacher}'"
     if [ "${spk_encoder}" = true ]; then  # each config is checked when its stage is to run
         for name in 3:spk_teacher_config 3:spk_student_config 7:refine_config; do
             value=${name#*:}
@@ -286,7 +290,7 @@ stage_3_aux_models() {
     else
         log "  no DP method among '${methods}': the SNR predictor is not needed"
     fi
-    [ "${spk_encoder}" = true ] && [ -z "${spk_teacher_tag}" ] && pool_run train_spk_teacher
+    [ "${spk_encoder}" = true ] && [ -z "$(pretrained_teacher)" ] && pool_run train_spk_teacher
     pool_wait
     if [ "${spk_encoder}" = true ]; then stage_3_speaker_encoders; fi
 }
@@ -297,8 +301,9 @@ stage_4_generalists() {
         pool_run train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
             "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false
         [ "${spk_encoder}" = true ] || continue
+        # shellcheck disable=SC2046  # spk_dim_args gives an option and its value, or nothing
         pool_run train_pse "${expdir}/conditioned_${size}/model" generalist "conditioned/${size}" supervised \
-            "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false \
+            "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false $(spk_dim_args separator_conf) \
             --train_data_path_and_name_and_type "${enroll}/train/enroll_spk1.scp,enroll_ref1,npy" \
             --valid_data_path_and_name_and_type "${enroll}/valid/enroll_spk1.scp,enroll_ref1,npy"
     done

@@ -71,4 +71,9 @@ done
     exit 1
 }
 
-exec ./pse.sh --local_data_opts "--corpus ${corpus}${local_data_opts:+ ${local_data_opts}}" "${pse_opts[@]}"
+# Real voices get the pretrained GE2E teacher (thousands of real speakers) rather than an ECAPA
+# trained on the corpus's few dozen; a --spk_teacher given here comes later and wins.
+corpus_defaults=()
+[ "${corpus}" = debian_real ] && corpus_defaults=(--spk_teacher resemblyzer)
+exec ./pse.sh --local_data_opts "--corpus ${corpus}${local_data_opts:+ ${local_data_opts}}" \
+    "${corpus_defaults[@]}" "${pse_opts[@]}"

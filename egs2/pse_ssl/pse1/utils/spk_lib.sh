@@ -5,9 +5,27 @@
 # enroll_seconds, short_enroll_seconds) and its helpers (log, die, launch_train, pool_run,
 # compose_config, target_speakers).
 
+# The pretrained teacher's tag (--spk_teacher_tag, or resemblyzer); empty for the in-recipe ECAPA.
+pretrained_teacher() {
+    if [ -n "${spk_teacher_tag}" ]; then
+        echo "${spk_teacher_tag}"
+    elif [ "${spk_teacher}" = resemblyzer ]; then
+        echo resemblyzer
+    fi
+}
+
+# spk_dim_args CONF: the option that sizes a model's speaker embedding (CONF: student_conf or
+# separator_conf) to the teacher's, where it differs from the configs' 192 (GE2E: 256).
+spk_dim_args() {
+    [ "$(pretrained_teacher)" = resemblyzer ] && echo "--$1 embed_dim=256"
+    return 0
+}
+
 # Teacher of the student and of the enrollment embeddings: trained in-recipe or pretrained.
 spk_teacher_args() {
-    if [ -n "${spk_teacher_tag}" ]; then echo "--model_tag ${spk_teacher_tag}"; return; fi
+    local tag
+    tag=$(pretrained_teacher)
+    if [ -n "${tag}" ]; then echo "--model_tag ${tag}"; return; fi
     echo "--train_config ${PWD}/${expdir}/spk_teacher/config.yaml --model_file ${PWD}/${expdir}/spk_teacher/valid.eer.best.pth"
 }
 
@@ -51,6 +69,7 @@ stage_3_speaker_encoders() {
     # shellcheck disable=SC2046  # spk_teacher_args gives several words
     launch_train "${expdir}/spk_student" espnet2_pse.bin.spk_distill_train --config "${spk_student_config}" \
         $(spk_teacher_args | sed -E 's/--(train_config|model_file|model_tag)/--teacher_\1/g') \
+        $(spk_dim_args student_conf) \
         --noise_scp "${PWD}/${datadir}/noise/inject_train/wav.scp" \
         --train_data_path_and_name_and_type "${train}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${train}/utt2spk,spk_labels,text" \
@@ -94,7 +113,7 @@ spk_cost() {
         models+=(--pse "generalist_${size}=${expdir}/generalist_${size}/model/config.yaml"
                  --pse "conditioned_${size}=${expdir}/conditioned_${size}/model/config.yaml")
     done
-    [ -z "${spk_teacher_tag}" ] && models+=(--teacher_config "${expdir}/spk_teacher/config.yaml")
+    [ -z "$(pretrained_teacher)" ] && models+=(--teacher_config "${expdir}/spk_teacher/config.yaml")
     ${python} -m espnet2_pse.bin.spk_cost --student_config "${expdir}/spk_student/config.yaml" \
         --refine_config "${refine_config}" "${models[@]}" --out "${expdir}/spk_eval/cost.yaml" \
         >"${expdir}/spk_eval/cost.log" 2>&1 || die "cost count failed: see ${expdir}/spk_eval/cost.log"
@@ -117,7 +136,7 @@ write_refine_configs() {
 spk_pack_extras() {
     echo -n "spk_student_config=${expdir}/spk_student/config.yaml"
     echo -n " spk_student_model=${expdir}/spk_student/${inference_model}"
-    [ -n "${spk_teacher_tag}" ] || echo -n " spk_teacher_config=${expdir}/spk_teacher/config.yaml" \
+    [ -n "$(pretrained_teacher)" ] || echo -n " spk_teacher_config=${expdir}/spk_teacher/config.yaml" \
         "spk_teacher_model=${expdir}/spk_teacher/valid.eer.best.pth"
     echo
 }
