@@ -51,6 +51,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from espnet2_pse.data.audio import AudioError, load_audio
@@ -274,7 +275,8 @@ def use_packed_speaker_encoders(args: argparse.Namespace, extras) -> None:
     """Fill unset --teacher_*/--student_* with the speaker encoders packed with the model.
 
     The recipe packs a speaker-conditioned model with the teacher whose embedding space it
-    was trained in and the student that refines in that space (extras ``spk_<option>``).
+    was trained in and the student that refines in that space (extras ``spk_<option>``); a
+    pretrained teacher is packed as its tag (``spk_teacher_tag``: a YAML file with ``model_tag``).
     """
     given = {"teacher": bool(args.teacher_model or args.teacher_tag), "student": bool(args.student_model)}
     for role, user_given in given.items():
@@ -282,6 +284,9 @@ def use_packed_speaker_encoders(args: argparse.Namespace, extras) -> None:
             if not user_given and f"spk_{option}" in extras:
                 setattr(args, option, str(extras[f"spk_{option}"]))
                 logging.info("--%s: the one packed with the model", option)
+    if not given["teacher"] and "spk_teacher_tag" in extras:
+        args.teacher_tag = str(yaml.safe_load(Path(extras["spk_teacher_tag"]).read_text())["model_tag"])
+        logging.info("--teacher_tag %s: the one packed with the model", args.teacher_tag)
 
 
 def main(cmd: Optional[List[str]] = None) -> int:

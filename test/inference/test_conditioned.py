@@ -194,6 +194,19 @@ def test_packed_model_carries_its_teacher_and_student(cond_model, teacher, stude
         pack_models(["--list", str(tmp_path / "bad.txt")])
 
 
+def test_a_packed_pretrained_teacher_is_used_by_its_tag(tmp_path):
+    from espnet2_pse.bin.enhance import get_parser, use_packed_speaker_encoders
+
+    (tmp_path / "spk_teacher_tag.yaml").write_text("model_tag: resemblyzer\n")
+    extras = {"spk_teacher_tag": tmp_path / "spk_teacher_tag.yaml", "spk_student_model": tmp_path / "s.pth"}
+    args = get_parser().parse_args(["--model", "m.zip", "--out_dir", "o", "x.wav"])
+    use_packed_speaker_encoders(args, extras)
+    assert (args.teacher_tag, args.teacher_config, args.student_model) == ("resemblyzer", None, str(tmp_path / "s.pth"))
+    args = get_parser().parse_args(["--model", "m.zip", "--out_dir", "o", "--teacher_tag", "espnet/other", "x.wav"])
+    use_packed_speaker_encoders(args, extras)
+    assert args.teacher_tag == "espnet/other"  # the user's own teacher wins
+
+
 @pytest.mark.parametrize("case", ["no_enroll", "plain_with_enroll", "audio_without_teacher",
                                   "refine_without_student", "wrong_dimension"])
 def test_usage_mistakes_exit_2_with_a_message(case, cond_model, plain_model, tmp_path, caplog):

@@ -313,3 +313,13 @@ def test_teacher_choice_sets_the_teacher_and_the_embedding_size(recipe, settings
     assert lines[0] == teacher.format(exp=f"{recipe}/exp")
     assert lines[1:3] == [f"|{student_dim}|", f"|{separator_dim}|"]
     assert lines[3:] == ([] if settings == "spk_teacher=ecapa" else [teacher.split()[-1]])
+
+
+def test_packed_conditioned_models_name_a_pretrained_teacher_by_its_tag(recipe):
+    res = bash("source ./pse.sh\nmkdir -p exp; spk_teacher=resemblyzer; spk_pack_extras; spk_teacher=ecapa; spk_pack_extras",
+               cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    pretrained, trained = res.stdout.splitlines()
+    assert pretrained.split()[-1] == "spk_teacher_tag=exp/spk_teacher_tag.yaml"
+    assert (recipe / "exp" / "spk_teacher_tag.yaml").read_text() == "model_tag: resemblyzer\n"
+    assert "spk_teacher_model=exp/spk_teacher/valid.eer.best.pth" in trained and "tag" not in trained

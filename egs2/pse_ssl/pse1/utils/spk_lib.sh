@@ -132,11 +132,18 @@ write_refine_configs() {
 }
 
 # key=file pairs packed with a conditioned model (stage 8): the student, and the teacher when it
-# was trained here (a pretrained one is not packed: enhance then needs its --teacher_tag).
+# was trained here; a pretrained one is named by its tag (spk_teacher_tag.yaml), which enhance uses.
 spk_pack_extras() {
+    local tag
+    tag=$(pretrained_teacher)
     echo -n "spk_student_config=${expdir}/spk_student/config.yaml"
     echo -n " spk_student_model=${expdir}/spk_student/${inference_model}"
-    [ -n "$(pretrained_teacher)" ] || echo -n " spk_teacher_config=${expdir}/spk_teacher/config.yaml" \
-        "spk_teacher_model=${expdir}/spk_teacher/valid.eer.best.pth"
+    if [ -n "${tag}" ]; then
+        echo "model_tag: ${tag}" >"${expdir}/spk_teacher_tag.yaml"
+        echo -n " spk_teacher_tag=${expdir}/spk_teacher_tag.yaml"
+    else
+        echo -n " spk_teacher_config=${expdir}/spk_teacher/config.yaml" \
+            "spk_teacher_model=${expdir}/spk_teacher/valid.eer.best.pth"
+    fi
     echo
 }
