@@ -5,6 +5,8 @@
 
 from typing import Optional, Sequence
 
+from espnet2_pse.bin.distributed import end_rank
+
 
 def get_parser():
     """The task's argument parser (all ESPnet training options plus the task's own)."""
@@ -24,3 +26,4 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
 
 if __name__ == "__main__":
     main()
+    end_rank()

@@ -9,6 +9,7 @@ Example:
         --noise_scp data/noise/inject_train/wav.scp ...
 """
 
+from espnet2_pse.bin.distributed import end_rank
 from espnet2_pse.tasks.spk_distill import SpkDistillTask
 
 
@@ -23,3 +24,4 @@ def main(cmd=None):
 
 if __name__ == "__main__":
     main()
+    end_rank()

@@ -10,6 +10,8 @@ from typing import List, Optional
 import espnet2_pse  # noqa: F401  (the quiet ESPnet import)
 from espnet2.tasks.spk import SpeakerTask
 
+from espnet2_pse.bin.distributed import end_rank
+
 
 def get_parser():
     return SpeakerTask.get_parser()
@@ -21,3 +23,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 if __name__ == "__main__":
     main()
+    end_rank()
