@@ -5,6 +5,9 @@
     tools/venv/bin/python bench/bench_real_voice.py       # every target voice of debian_real
     tools/venv/bin/python bench/bench_real_voice.py --voices festru_ru,fillets_cs_v --work_dir bench_two
     tools/venv/bin/python bench/bench_real_voice.py --own_talkers 0.3 --zero_shot_only   # a TV in the recordings
+    tools/venv/bin/python bench/bench_real_voice.py --voices festru_ru --load 1   # a busy machine vs idle
+    tools/venv/bin/python bench/bench_real_voice.py --no_personal --conditioned_tag fresh \
+        --conditioned egs2/pse_ssl/pse1/exp/packed/conditioned_stft-model.zip   # a conditioned model alone
 
 For each target voice of the ``debian_real`` corpus (real recorded voices and sound effects
 from Debian packages, built under ``<work_dir>/data`` when missing):
@@ -21,27 +24,40 @@ from Debian packages, built under ``<work_dir>/data`` when missing):
      voice (a validation-role voice: no model trains on it, no target shares its family) at
      U(0, 10) dB target-to-interferer ratio plus test-bank noise at U(0, 10) dB;
   3. DeepFilterNet3, noisereduce and personalize's base model alone ("generalist") on the
-     same files;
+     same files; and the speaker-conditioned generalist (``--conditioned``, by default the
+     shipped one) with three enrollments taken from the user's folders, as a user has them:
+     the first 5 s of the clean speech ("clean5"), its first 1.5 s ("short") and the first
+     5 s of the noisy recordings ("noisy"), each static ("static ...": the teacher's
+     embedding of the enrollment) and refined on the fly by the packed student ("refined
+     ...", ``enhance --refine``, options ``--refine_args``), and each test file conditioned on
+     the teacher's embedding of its own clean reference ("static oracle": the ceiling of any
+     refinement);
   4. per file: SI-SDRi, PESQ-WB and eSTOI against the clean reference; DNSMOS P.835 and
      personalized DNSMOS (SIG/BAK/OVRL, reference-free); speaker similarity (cosine of
      pretrained GE2E embeddings, output vs clean reference). noisereduce gets the first three.
 It prints one table per condition (per voice, then the mean over voices) with the differences
 to DeepFilterNet3 and the personalize wall times, and writes ``<work_dir>/results.json``.
+``--load N`` runs personalize beside N busy processes (a loaded machine; its models are
+tagged "load<N>") and prints its zero-shot result and wall time beside those of the idle run
+of the same work dir.
 Finished steps and per-file scores are reused when rerun with the same work dir (delete a
 voice's folder to redo it). Scoring runs in ``--score_jobs`` processes (DNSMOS is about 1 s per
 clip and model on one core).
 """
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
+import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -62,9 +78,18 @@ SYSTEMS = ("unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-s
 PERSONAL = ("zero-shot", "few-shot")
 # Outputs that depend on the personalize setting (--base, --personalize_args) and so go to tagged folders.
 PER_SETTING = ("generalist",) + PERSONAL
+# The conditioned generalist's enrollments: name -> (user folder, seconds taken from its start).
+ENROLLMENTS = {"clean5": ("clean", 5.0), "short": ("clean", 1.5), "noisy": ("noisy", 5.0)}
+# "static oracle": each test file conditioned on the teacher's embedding of its own clean
+# reference, the best embedding any refinement could reach (its ceiling).
+CONDITIONED = tuple(f"{mode} {name}" for mode in ("static", "refined") for name in ENROLLMENTS) + ("static oracle",)
+# The shipped conditioned generalist (issue 21), the default --conditioned.
+SHIPPED_CONDITIONED = Path(__file__).resolve().parents[1] / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
 # Condition -> (test dir of a voice, folder of the enhanced outputs).
 CONDITIONS = {"noise": ("test", "enhanced"), "interferer": ("test_interferer", "enhanced_interferer")}
 COLUMNS = columns_for(PERSONALIZED_METRICS)
+# enhance --refine's per-file line: "... refinement accepted A/N embedding updates ...".
+_ACCEPTED = re.compile(r"refinement accepted (\d+)/(\d+) embedding updates")
 # The classic spectral gate is a reference point for the signal metrics only (DNSMOS costs ~1 s a clip).
 BASIC_METRICS = ("si_sdr", "pesq", "estoi")
 SHOWN = (("si_sdri", "SI-SDRi", "8.2f"), ("pesq", "PESQ-WB", "8.2f"), ("estoi", "eSTOI", "6.3f"),
@@ -86,13 +111,26 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="", help="personalize's --base (default: its own default, the shipped "
                    "generalist), also scored alone as 'generalist'")
     p.add_argument("--zero_shot_only", action="store_true", help="skip the few-shot personalize run")
+    p.add_argument("--no_personal", action="store_true", help="skip personalize (peers and conditioned model only)")
+    p.add_argument("--conditioned", default=str(SHIPPED_CONDITIONED),
+                   help="speaker-conditioned model (packed zip with its teacher and student), or 'none'")
+    p.add_argument("--conditioned_tag", default="",
+                   help="name of this conditioned model: its outputs go to tagged folders")
+    p.add_argument("--refine_args", default="",
+                   help="extra enhance options of the refined rows, e.g. --refine_args='--refine_alpha 0.5'")
+    p.add_argument("--refine_tag", default="",
+                   help="name of this refinement setting (--refine_args): the refined rows go to tagged folders")
     p.add_argument("--tag", default="", help="name of this personalize setting: its models, outputs and results "
                    "go to tagged paths, sharing the corpus, the user folders and the peers' outputs (levers)")
     p.add_argument("--condition", choices=("noise", "interferer", "both"), default="both",
                    help="test sets: noise only, target + interfering talker + noise, or both")
+    p.add_argument("--load", type=int, default=0,
+                   help="busy processes that compete with personalize for the cores (tagged 'load<N>')")
     p.add_argument("--own_talkers", type=float, default=0.0,
                    help="share of the own noisy recordings with a background voice at U(5, 20) dB below the "
                    "user (its personal models are tagged 'talkers<share>')")
+    p.add_argument("--signal_metrics", action="store_true",
+                   help="score SI-SDR, PESQ-WB and eSTOI only (no DNSMOS/pDNSMOS/speaker similarity: quick levers)")
     p.add_argument("--score_jobs", type=int, default=2, help="scoring processes")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -166,11 +204,97 @@ def write_user_folders(root: Path, voice: str, out: Path, args, talkers: List[st
     (out / ".done").write_text("")
 
 
-def enhance_dir(model: str, test_dir: Path, out: Path, log: Path) -> None:
+def enhance_dir(model: str, test_dir: Path, out: Path, log: Path, options: Sequence[str] = ()) -> None:
     if not (out / ".done").is_file():
         run([sys.executable, "-m", "espnet2_pse.bin.enhance", "--model", model, str(test_dir / "wav.scp"),
-             "--out_dir", str(out)], log)
+             "--out_dir", str(out), "--quiet", *options], log)
         (out / ".done").write_text("")
+
+
+def write_enrollments(user: Path) -> Dict[str, Path]:
+    """The conditioned model's enrollment clips (:data:`ENROLLMENTS`): the first seconds of the
+    user's clean or noisy files in name order, joined; written once."""
+    paths = {}
+    for name, (folder, seconds) in ENROLLMENTS.items():
+        paths[name] = user / "enroll" / f"{name}.wav"
+        if paths[name].is_file():
+            continue
+        need, pieces = int(seconds * FS), []
+        for path in sorted((user / folder).glob("*.wav")):
+            pieces.append(sf.read(str(path), dtype="float32")[0][: need - sum(map(len, pieces))])
+            if sum(map(len, pieces)) == need:
+                break
+        if not pieces or sum(map(len, pieces)) < need:
+            sys.exit(f"bench: {user / folder} holds less than the {seconds:g} s of the '{name}' enrollment")
+        paths[name].parent.mkdir(exist_ok=True)
+        tmp = paths[name].with_suffix(".tmp.wav")
+        sf.write(str(tmp), np.concatenate(pieces), FS, subtype="PCM_16")
+        tmp.replace(paths[name])
+    return paths
+
+
+def output_folder(system: str, tag: str, conditioned_tag: str, refine_tag: str) -> str:
+    """Folder of a system's outputs: personalize-dependent ones carry --tag, the conditioned
+    model's carry --conditioned_tag (and the refined ones --refine_tag), the peers' are shared."""
+    if system in CONDITIONED:
+        return system.replace(" ", "_") + conditioned_tag + (refine_tag if system.startswith("refined") else "")
+    return f"{system}{tag}" if system in PER_SETTING else system
+
+
+def oracle_outputs(model: str, test_dir: Path, out: Path) -> None:
+    """Every test file enhanced with the model's teacher embedding of its own clean reference."""
+    if (out / ".done").is_file():
+        return
+    from espnet2_pse.bin.enhance import use_packed_speaker_encoders
+    from espnet2_pse.inference.conditioned import ConditionedEnhancer
+    from espnet2_pse.inference.model_loading import build_separate_speech, resolve_model
+    from espnet2_pse.spk.embedder import load_embedder
+
+    print(f"bench: conditioned model, oracle embeddings, {test_dir}", flush=True)
+    test = read_data_dir(test_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as unpacked:
+        files = resolve_model(model, Path(unpacked))
+        teacher = argparse.Namespace(teacher_config=None, teacher_model=None, teacher_tag=None,
+                                     student_config=None, student_model=None)
+        use_packed_speaker_encoders(teacher, files.extras)
+        embed = load_embedder("teacher", teacher.teacher_config, teacher.teacher_model, teacher.teacher_tag)
+        separate_speech = build_separate_speech(files)
+        for key in test.keys:
+            clean = torch.from_numpy(sf.read(test.spk1[key], dtype="float32")[0])
+            enhancer = ConditionedEnhancer(separate_speech, embed(clean).numpy(), FS)
+            enhancer.enhance_file(Path(test.wav[key]), out / f"{key}.wav")
+    (out / ".done").write_text("")
+
+
+def conditioned_outputs(root: Path, voice: str, vdir: Path, args, tags: Sequence[str], user: Path,
+                        conditions: List[str]) -> Dict[str, Dict[str, float]]:
+    """``enhance`` of the test sets by the conditioned model, each enrollment static and refined;
+    returns the refinement's accept rate per condition and refined system (accepted updates
+    over all updates, from enhance's per-file lines)."""
+    enroll = write_enrollments(user)
+    accept: Dict[str, Dict[str, float]] = {c: {} for c in conditions}
+    for condition in conditions:
+        test, enhanced = CONDITIONS[condition]
+        oracle_outputs(args.conditioned, root / "speakers" / voice / test,
+                       vdir / enhanced / output_folder("static oracle", "", *tags))
+    for system in CONDITIONED[:-1]:
+        mode, name = system.split()
+        options = ["--enroll", str(enroll[name])]
+        if mode == "refined":
+            options += ["--refine", *shlex.split(args.refine_args)]
+        for condition in conditions:
+            test, enhanced = CONDITIONS[condition]
+            out = vdir / enhanced / output_folder(system, "", *tags)
+            out_log = out.with_name(out.name + ".log")
+            if not (out / ".done").is_file():
+                out_log.unlink(missing_ok=True)
+                print(f"bench: {voice}: conditioned model, {system}, {condition}", flush=True)
+            enhance_dir(args.conditioned, root / "speakers" / voice / test, out, out_log, options)
+            if mode == "refined":
+                counts = [tuple(map(int, m)) for m in _ACCEPTED.findall(out_log.read_text())]
+                accept[condition][system] = sum(a for a, _ in counts) / max(1, sum(n for _, n in counts))
+    return accept
 
 
 def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, user: Path,
@@ -189,8 +313,9 @@ def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, 
         model = vdir / f"{system}{tag}.zip"
         if system not in times:
             print(f"bench: {voice}: personalize {system}", flush=True)
-            times[system] = run([sys.executable, "-m", "espnet2_pse.bin.personalize", *common, *more,
-                                 "--out", str(model), *extra], log)
+            with competing_load(args.load):
+                times[system] = run([sys.executable, "-m", "espnet2_pse.bin.personalize", *common, *more,
+                                     "--out", str(model), *extra], log)
             times_path.write_text(json.dumps(times))
         for condition in conditions:
             test, enhanced = CONDITIONS[condition]
@@ -220,18 +345,20 @@ def _score_file(job) -> Dict[str, float]:
     return score_utterance(s, x, y, FS, metrics=metrics, key=key)
 
 
-def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tag: str, condition: str,
-                pool) -> Dict[str, Dict[str, float]]:
-    """Mean of every column per system; per-file scores are kept in <vdir>/scores/<condition>/."""
+def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tags: Sequence[str], condition: str,
+                pool, signal_only: bool = False) -> Dict[str, Dict[str, float]]:
+    """Mean of every column per system; per-file scores are kept in <vdir>/scores/<condition>/.
+    ``tags``: --tag, --conditioned_tag and --refine_tag (see :func:`output_folder`);
+    ``signal_only``: SI-SDR, PESQ and eSTOI only (--signal_metrics)."""
     test_name, enhanced = CONDITIONS[condition]
     test = read_data_dir(root / "speakers" / voice / test_name)
     means = {}
     for system in systems:
-        folder = f"{system}{tag}" if system in PER_SETTING else system
+        folder = output_folder(system, *tags)
         cache = vdir / "scores" / condition / f"{folder}.json"
+        metrics = BASIC_METRICS if system == "noisereduce" or signal_only else PERSONALIZED_METRICS
         rows = json.loads(cache.read_text()) if cache.is_file() else {}
-        if sorted(rows) != sorted(test.keys):
-            metrics = BASIC_METRICS if system == "noisereduce" else PERSONALIZED_METRICS
+        if sorted(rows) != sorted(test.keys) or not all(set(columns_for(metrics)) <= set(r) for r in rows.values()):
             jobs = [(key, test.spk1[key], test.wav[key],
                      None if system == "unprocessed" else str(vdir / enhanced / folder / f"{key}.wav"), metrics)
                     for key in test.keys]
@@ -255,7 +382,7 @@ def _cell(value: float, fmt: str) -> str:
 
 def print_table(results: Dict[str, dict], condition: str) -> None:
     voices = list(results)
-    systems = [s for s in SYSTEMS if s in results[voices[0]]["scores"][condition]]
+    systems = [s for s in SYSTEMS + CONDITIONED if s in results[voices[0]]["scores"][condition]]
     mean = {s: {c: float(np.mean([results[v]["scores"][condition][s][c] for v in voices])) for c in COLUMNS}
             for s in systems}
     header = f"{'voice':<22} {'system':<15} " + " ".join(
@@ -275,9 +402,16 @@ def print_table(results: Dict[str, dict], condition: str) -> None:
             deltas = " ".join(_cell(r[col] - peer[col], fmt) for col, _, fmt in DELTAS)
             print(f"{voice:<22} {system:<15} {cells} {deltas} {wall:>13}")
         print()
+    refined = [s for s in systems if s in results[voices[0]].get("accept", {}).get(condition, {})]
+    if refined:
+        print("refinement, accepted embedding updates: " + "; ".join(
+            f"{voice} " + ", ".join(f"{s.split()[1]} {results[voice]['accept'][condition][s]:.0%}" for s in refined)
+            for voice in voices))
     print("DNSMOS / pDNSMOS: OVRL of DNSMOS P.835 and of the personalized model; SpkSim: GE2E cosine to the clean "
           "reference; d*: difference to DeepFilterNet3 on the same files; 'few-shot' wall time is the second "
-          "personalize run, which reuses the zero-shot model.")
+          "personalize run, which reuses the zero-shot model; static/refined <enrollment>: the conditioned model "
+          "with the user's first 5 s of clean speech (clean5), 1.5 s of it (short) or 5 s of noisy recordings (noisy); "
+          "static oracle: each file with the embedding of its own clean reference (the ceiling of any refinement).")
 
 
 def main() -> None:
@@ -303,7 +437,12 @@ def main() -> None:
 
     base = args.base or str(DEFAULT_BASE)
     talkers = f"talkers{args.own_talkers:g}" if args.own_talkers > 0 else ""
-    tag = "".join(f"_{t}" for t in (talkers, args.tag) if t)
+    idle_tag = "".join(f"_{t}" for t in (talkers, args.tag) if t)
+    tag = idle_tag + (f"_load{args.load}" if args.load else "")
+    conditioned_tag = f"_{args.conditioned_tag}" if args.conditioned_tag else ""
+    refine_tag = f"_{args.refine_tag}" if args.refine_tag else ""
+    if args.conditioned != "none" and not Path(args.conditioned).is_file():
+        sys.exit(f"bench: --conditioned {args.conditioned}: no such packed model ('none' leaves it out)")
     results = {}
     for voice in voices:  # all the training first: scoring needs no quiet machine
         vdir = work / "voices" / voice
@@ -313,15 +452,21 @@ def main() -> None:
             test, enhanced = CONDITIONS[condition]
             peer_outputs(root / "speakers" / voice / test, vdir / enhanced, dfn)
             enhance_dir(base, root / "speakers" / voice / test, vdir / enhanced / f"generalist{tag}", log)
-        results[voice] = {"times": personalize_and_enhance(root, voice, vdir, args, tag, user, conditions, log)}
+        results[voice] = {"times": {} if args.no_personal else
+                          personalize_and_enhance(root, voice, vdir, args, tag, user, conditions, log)}
+        if args.conditioned != "none":
+            results[voice]["accept"] = conditioned_outputs(root, voice, vdir, args, (conditioned_tag, refine_tag),
+                                                           user, conditions)
     with multiprocessing.get_context("spawn").Pool(args.score_jobs, initializer=_quiet_worker) as pool:
         for voice in voices:
             vdir = work / "voices" / voice
             systems = [s for s in SYSTEMS if s not in PERSONAL or s in results[voice]["times"]]
+            systems += list(CONDITIONED) if args.conditioned != "none" else []
             print(f"bench: {voice}: scoring", flush=True)
-            results[voice]["scores"] = {c: score_voice(root, voice, vdir, systems, tag, c, pool) for c in conditions}
-            (work / f"results{tag}.json").write_text(json.dumps(results, indent=1))
-    label = f" [{tag[1:]}]" if tag else ""
+            results[voice]["scores"] = {c: score_voice(root, voice, vdir, systems, (tag, conditioned_tag, refine_tag),
+                                                       c, pool, args.signal_metrics) for c in conditions}
+            (work / f"results{tag}{conditioned_tag}{refine_tag}.json").write_text(json.dumps(results, indent=1))
+    label = f" [{(tag + conditioned_tag + refine_tag)[1:]}]" if tag or conditioned_tag or refine_tag else ""
     what = {"noise": "30 fixed 4-s test mixtures each, test-bank noise at U(-5, 5) dB",
             "interferer": "the same 30 target crops + an interfering talker at U(0, 10) dB TIR + test-bank "
                           "noise at U(0, 10) dB"}
@@ -330,6 +475,38 @@ def main() -> None:
               f"noisy recordings{f' ({args.own_talkers:.0%} with a background voice)' if talkers else ''}, "
               f"{args.clean_seconds:g} s clean for few-shot; DeepFilterNet3 {dfn.model_version}\n")
         print_table(results, condition)
+        if args.load:
+            print_load_comparison(results, work / f"results{idle_tag}{conditioned_tag}{refine_tag}.json", condition,
+                                  args.load)
+
+
+@contextlib.contextmanager
+def competing_load(processes: int):
+    """``processes`` busy Python loops for the duration of the block (a loaded machine)."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
+def print_load_comparison(results: Dict[str, dict], idle_path: Path, condition: str, load: int) -> None:
+    """Zero-shot SI-SDRi and personalize wall time, loaded against the idle run's results file."""
+    if not idle_path.is_file():
+        print(f"(no idle run to compare with: {idle_path} is missing; run the same command without --load)")
+        return
+    idle = json.loads(idle_path.read_text())
+    print(f"\nzero-shot with {load} competing busy process(es) vs idle ({condition}):")
+    for voice, result in results.items():
+        if voice not in idle or "zero-shot" not in idle[voice]["times"]:
+            print(f"  {voice}: no idle zero-shot run in {idle_path}")
+            continue
+        loaded_db = result["scores"][condition]["zero-shot"]["si_sdri"]
+        idle_db = idle[voice]["scores"][condition]["zero-shot"]["si_sdri"]
+        print(f"  {voice}: SI-SDRi {loaded_db:.2f} dB loaded, {idle_db:.2f} dB idle ({loaded_db - idle_db:+.2f}); "
+              f"wall {result['times']['zero-shot']:.0f} s loaded, {idle[voice]['times']['zero-shot']:.0f} s idle")
 
 
 def _quiet_worker() -> None:

@@ -7,7 +7,9 @@ fsl_train,fsl_val,test}) it writes ``<dump_root>/<same path>/`` with:
 - the tables of the data dir, every audio file checked (16 kHz, mono, readable);
 - training dirs (generalist/train, pretrain, fsl_*) without utterances shorter than
   ``--min_seconds`` (the training crop: ESPnet's chunk iterator would drop them anyway);
-- ``speech_shape`` (key and number of samples): the shape file ESPnet's samplers read.
+- ``speech_shape`` (key and number of samples): the shape file ESPnet's samplers read;
+- generalist/train also gets ``utt2spk_index`` (each utterance's speaker as an integer), so
+  that talker injection can avoid an example's own voice (pse.sh ``--generalist_talkers``).
 For each d in ``--fsl_durations`` it adds ``fsl_train_<d>s`` and ``fsl_val_<d>s``: the first
 d seconds of clean speech and of the few-shot validation mixtures (methods.md 1.5: both
 truncated to d seconds). Feature statistics are not collected: ESPnet's time-domain
@@ -31,7 +33,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from espnet2_pse.data.kaldi_dir import read_data_dir, read_table, write_data_dir, write_table
+from espnet2_pse.data.kaldi_dir import read_data_dir, read_table, write_data_dir, write_speaker_index, write_table
 from espnet2_pse.data.splits import take_seconds
 from espnet2_pse.spk.eer import build_trials, write_espnet_trial_dir, write_trials
 
@@ -63,6 +65,8 @@ def format_dir(src: Path, dst: Path, min_seconds: Optional[float]) -> int:
     extra = {n: t for n, t in tables.items() if n not in ("wav.scp", "spk1.scp", "utt2spk", "utt2dur")}
     write_data_dir(dst, tables["wav.scp"], tables["utt2spk"], tables.get("spk1.scp"), extra)
     write_shape(dst)
+    if dst.parent.name == "generalist" and dst.name == "train":
+        write_speaker_index(dst)
     return len(keep)
 
 

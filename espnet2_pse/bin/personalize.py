@@ -19,14 +19,18 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
   2. zsl: zero-shot PseudoSE training through ``PSETask``, from the base model (by default the
      shipped generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the
      input; the target is half the recording, half the base model's enhancement of it
-     (``--teacher_weight``, 0.5 by default). Training runs until ``--budget_minutes`` are used;
-     the last epoch is kept (with ``--teacher_weight 0``: the epoch with the best loss on the
-     held-out preval pseudo-mixtures).
+     (``--teacher_weight``, 0.5 by default). Training runs ``--max_epoch`` epochs (the budget
+     is counted in work, so a busy machine gives the same model, later); the last epoch is
+     kept (with ``--teacher_weight 0``: the epoch with the best loss on the held-out preval
+     pseudo-mixtures). ``--budget_minutes`` optionally caps the wall-clock time, and the
+     command then says at the end how many epochs it ran.
   3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech with injection
-     noise, ``--fsl_budget_minutes``, checkpoint chosen on the fsl_val mixtures.
+     noise, ``--fsl_max_epoch`` epochs (``--fsl_budget_minutes`` caps it), checkpoint chosen
+     on the fsl_val mixtures.
   4. pack: ``espnet2.bin.pack enh`` writes --out, which ``enhance`` and
      ``SeparateSpeech.from_pretrained`` (after ``import espnet2_pse``) load.
-Each epoch logs "epoch k, elapsed, ETA".
+Each epoch logs "epoch k, elapsed, ETA". With the same inputs, seed and thread count the
+same model comes out (CPU; GPU kernels may differ in the last bits).
 """
 
 import argparse
@@ -56,6 +60,10 @@ DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_
 # Zero-shot PseudoSE target from a base: half the base's enhancement of the recording, half the
 # recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).
 DEFAULT_TEACHER_WEIGHT = 0.5
+# Training length, counted in epochs of --segments_per_epoch recording segments so that the result
+# does not depend on the machine's load: about 9 min zero-shot and 2.5 min few-shot on 2 idle cores.
+DEFAULT_ZSL_EPOCHS = 150
+DEFAULT_FSL_EPOCHS = 30
 # Share of the training inputs that also hold another person's voice, so that the personal
 # model drops voices that are not its user's.
 DEFAULT_TALKER_PROB = 0.5
@@ -110,24 +118,29 @@ class BudgetReached(Exception):
 
 
 class _ProgressTrainer(Trainer):
-    """ESPnet's trainer plus one "epoch k, elapsed, ETA" line per finished epoch, and a time
-    budget: no epoch starts that would end after ``budget_s`` seconds (the mean epoch time so
-    far predicts its end). Every finished epoch is saved as ESPnet saves it, so stopping on the
-    budget leaves the same files as reaching max_epoch."""
+    """ESPnet's trainer plus one "epoch k, elapsed, ETA" line per finished epoch, and an
+    optional time cap: no epoch starts that would end after ``budget_s`` seconds (the mean
+    epoch time so far predicts its end); ``cut_at`` then holds (last epoch, max_epoch). Every
+    finished epoch is saved as ESPnet saves it, so stopping on the cap leaves the same files as
+    reaching max_epoch."""
 
     label = "train"
     budget_s: Optional[float] = None
+    cut_at: Optional[Tuple[int, int]] = None
     _start = 0.0
     _first_epoch: Optional[int] = None
     _epochs_done = 0
+    _last_epoch = 0
     _best: Optional[Tuple[float, int]] = None
 
     @classmethod
     def run(cls, *args, **kwargs):
         cls._start, cls._first_epoch, cls._epochs_done, cls._best = time.perf_counter(), None, 0, None
+        cls.cut_at = None
         try:
             return super().run(*args, **kwargs)
         except BudgetReached:
+            cls.cut_at = (cls._last_epoch, kwargs["trainer_options"].max_epoch)
             logger.info("personalize %s: time budget of %.0f s used after %d epoch(s) (%.0f s)",
                         cls.label, cls.budget_s, cls._epochs_done, time.perf_counter() - cls._start)
             return None
@@ -151,6 +164,7 @@ class _ProgressTrainer(Trainer):
         if cls._first_epoch is None:
             cls._first_epoch = epoch  # a resumed run starts later: time only this process's epochs
         cls._epochs_done = epoch - cls._first_epoch + 1
+        cls._last_epoch = epoch
         elapsed = time.perf_counter() - cls._start
         eta = elapsed / cls._epochs_done * (options.max_epoch - epoch)
         if cls.budget_s is not None:
@@ -202,9 +216,11 @@ def get_parser() -> argparse.ArgumentParser:
                    "rest the recording itself (0: plain PseudoSE; > 0 needs a --base and keeps the last "
                    "epoch; unset: %g with pseudo_se from a base, the best measured on real voices, else 0)"
                    % DEFAULT_TEACHER_WEIGHT)
-    g.add_argument("--budget_minutes", type=float, default=9.0,
-                   help="training time of the zero-shot step (no epoch starts that would end after it)")
-    g.add_argument("--max_epoch", type=int, default=1000, help="epoch cap of the zero-shot step")
+    g.add_argument("--max_epoch", type=int, default=DEFAULT_ZSL_EPOCHS,
+                   help="length of the zero-shot step in epochs (the same model however busy the machine is)")
+    g.add_argument("--budget_minutes", type=float, default=None,
+                   help="optional wall-clock cap of the zero-shot step: no epoch starts that would end after "
+                   "it (fewer epochs on a busy machine: a weaker model, which the command reports)")
     g.add_argument("--config", default=None,
                    help="YAML of ESPnet training options overriding the defaults (--max_epoch and --lr still win)")
     g.add_argument("--inject_noise_scp", default=None,
@@ -228,8 +244,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (unset: 3e-4 from a base model, the paper's 1e-3 from scratch)")
     g = p.add_argument_group("few-shot fine-tuning (with --clean_dir)")
-    g.add_argument("--fsl_budget_minutes", type=float, default=2.5, help="training time of the fine-tuning")
-    g.add_argument("--fsl_max_epoch", type=int, default=1000, help="epoch cap of the fine-tuning")
+    g.add_argument("--fsl_max_epoch", type=int, default=DEFAULT_FSL_EPOCHS, help="length of the fine-tuning in epochs")
+    g.add_argument("--fsl_budget_minutes", type=float, default=None,
+                   help="optional wall-clock cap of the fine-tuning (as --budget_minutes)")
     g.add_argument("--fsl_lr", type=float, default=1e-4, help="Adam learning rate of the fine-tuning")
     g = p.add_argument_group("run")
     g.add_argument("--ngpu", type=int, default=0, help="GPUs for training (0: CPU)")
@@ -292,8 +309,10 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
 
 
 def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
-          init_param: Optional[Path], budget_minutes: float, select: str = "valid.loss.best.pth") -> Path:
-    """Train (or resume, or skip when done) one model; returns its selected checkpoint."""
+          init_param: Optional[Path], budget_minutes: Optional[float], select: str = "valid.loss.best.pth",
+          cut_short: Optional[List[str]] = None) -> Path:
+    """Train (or resume, or skip when done) one model; returns its selected checkpoint. When the
+    time cap ends the training before max_epoch, a line saying so is appended to ``cut_short``."""
     best = exp / select
     settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
                 "init_param": str(init_param) if init_param else None, "train_args": args.train_args,
@@ -324,14 +343,19 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
     if init_param is not None:
         cmd += ["--init_param", str(init_param)]
     cmd += shlex.split(args.train_args)
-    logger.info("personalize %s: training for %.1f min (at most %d epochs) in %s",
-                name, budget_minutes, config["max_epoch"], exp)
+    cap = f", stopped after {budget_minutes:g} min" if budget_minutes else ""
+    logger.info("personalize %s: training %d epochs%s in %s", name, config["max_epoch"], cap, exp)
     _ProgressTrainer.label = name
-    _ProgressTrainer.budget_s = budget_minutes * 60
+    _ProgressTrainer.budget_s = budget_minutes * 60 if budget_minutes else None
     with espnet_prints_to_log(exp.parent.parent):  # exp is <work_dir>/exp/<step>
         _PersonalizeTask.main(cmd=cmd)
     if not best.exists():
         raise RuntimeError(f"{exp}: training ended without {best.name}; see {exp.parent.parent / 'personalize.log'}")
+    if _ProgressTrainer.cut_at is not None and cut_short is not None:
+        done, planned = _ProgressTrainer.cut_at
+        cut_short.append(f"personalize {name}: the {budget_minutes:g}-min cap ended training after epoch {done} "
+                         f"of {planned}; the model may be weaker than a full run's (rerun without the cap for "
+                         "the full training; a busy machine trains fewer epochs in the same time)")
     (exp / ".done").touch()
     return best
 
@@ -391,8 +415,12 @@ def check_args(args) -> None:
         raise ValueError(f"interfering talkers are a pseudo_se option; use --talker_prob 0 with --method {args.method}")
     if args.talker_tir_range[0] > args.talker_tir_range[1]:
         raise ValueError(f"--talker_tir_range {args.talker_tir_range}: LOW must not exceed HIGH")
-    if min(args.budget_minutes, args.fsl_budget_minutes) <= 0:
-        raise ValueError("--budget_minutes and --fsl_budget_minutes must be positive")
+    for name in ("budget_minutes", "fsl_budget_minutes"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise ValueError(f"--{name} must be positive (leave it out for no time cap)")
+    for name in ("max_epoch", "fsl_max_epoch"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1")
 
 
 def personalize(args) -> Path:
@@ -434,12 +462,13 @@ def personalize(args) -> Path:
     lr = args.lr if args.lr is not None else (3e-4 if base_files else 1e-3)
     zsl_config = training_config(args, model, args.method, objective, lr, args.max_epoch, dp)
     final_exp = work / "exp" / "zsl"
+    cut_short: List[str] = []
     # The preval references are the noisy recordings themselves: their loss would favour models
     # that keep the recordings' background, which the teacher's targets remove, so a teacher run
     # keeps its last epoch.
     final = train(args, "zsl", final_exp, zsl_config, speaker / "pretrain", speaker / "preval",
                   base_files.model_file if base_files else None, args.budget_minutes,
-                  select="latest.pth" if teacher else "valid.loss.best.pth")
+                  select="latest.pth" if teacher else "valid.loss.best.pth", cut_short=cut_short)
 
     if args.clean_dir:
         logger.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
@@ -447,7 +476,7 @@ def personalize(args) -> Path:
         fsl_config = training_config(args, model, "pseudo_se", dict(injection), args.fsl_lr, args.fsl_max_epoch, False)
         final_exp = work / "exp" / "fsl"
         final = train(args, "fsl", final_exp, fsl_config, speaker / "fsl_train", speaker / "fsl_val", final,
-                      args.fsl_budget_minutes)
+                      args.fsl_budget_minutes, cut_short=cut_short)
     else:
         logger.info("personalize: step 3/4 few-shot fine-tuning skipped (no --clean_dir)")
 
@@ -464,6 +493,8 @@ def personalize(args) -> Path:
     }, sort_keys=False), encoding="utf-8")
     pack(work, final_exp / "config.yaml", final, out, summary)
     logger.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)
+    for line in cut_short:
+        logger.warning("%s", line)
     return out
 
 

@@ -151,6 +151,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         refinement = refinement_from_args(args)
     except ValueError as err:
         parser.error(str(err))
+    if refinement is not None and refinement.session:
+        parser.error("--refine_session carries one user's embedding from file to file (enhance); here every "
+                     f"key has its own {ENROLL_NAME}")
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     try:

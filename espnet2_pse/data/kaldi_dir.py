@@ -53,6 +53,21 @@ def read_table(path: PathLike) -> Dict[str, str]:
     return table
 
 
+def speaker_indices(utt2spk: Mapping[str, str]) -> Dict[str, int]:
+    """Utterance -> index of its speaker among the sorted speaker names (0..N-1)."""
+    index = {name: i for i, name in enumerate(sorted(set(utt2spk.values())))}
+    return {utt: index[spk] for utt, spk in utt2spk.items()}
+
+
+def write_speaker_index(data_dir: PathLike) -> Path:
+    """``<data_dir>/utt2spk_index`` from its utt2spk (:func:`speaker_indices`): the speaker of each
+    training example as an integer (ESPnet data type ``text_int``), for objectives that must
+    know it (a talker bank holding the training voices avoids the example's own)."""
+    out = Path(data_dir) / "utt2spk_index"
+    write_table(out, speaker_indices(read_table(Path(data_dir) / "utt2spk")))
+    return out
+
+
 def write_table(path: PathLike, table: Mapping[str, object]) -> None:
     """Write a dict as sorted "key value" lines (temporary name, then rename)."""
     path = Path(path)

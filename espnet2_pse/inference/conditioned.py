@@ -40,6 +40,7 @@ class RefinementOptions:
     context_s: float = 4.0  # past mixture given to the separator with each hop
     min_level_db: Optional[float] = -50.0  # windows quieter than this (dBFS) are skipped
     source: str = "enhanced"  # the student embeds the "enhanced" output or the "mixture" (ablation)
+    session: bool = False  # the refined embedding carries over from one signal to the next
 
     def __post_init__(self):
         if self.context_s < 0:
@@ -115,6 +116,10 @@ def add_refinement_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--refine_source", choices=SOURCES, default=defaults.source,
                        help="what the student embeds: the enhanced output (the method) or the "
                        "mixture (input-side ablation)")
+    group.add_argument("--refine_session", action="store_true",
+                       help="one session: the refined embedding carries over from each file to the next "
+                       "(in input order, as on a device that keeps listening), instead of restarting from "
+                       "the enrollment embedding for every file")
     group.add_argument("--refine_min_level_db", type=_float_or_none,
                        default=defaults.min_level_db,
                        help="windows quieter than this RMS level (dBFS) are skipped; none: never")
@@ -195,16 +200,23 @@ class ConditionedEnhancer(ChunkedEnhancer):
         self.student = student
         self.refinement = refinement
         self.last_stats: Dict[str, float] = {}
+        self._session: Optional[EmbeddingRefiner] = None
         if refinement is not None:
             self._refiner()  # invalid options fail here, before any signal is processed
 
     def _refiner(self) -> EmbeddingRefiner:
+        """A fresh refiner; in a session, the one that carries the embedding between signals."""
+        if self._session is not None:
+            return self._session
         options = asdict(self.refinement)
-        options.pop("context_s")
-        options.pop("source")
-        return EmbeddingRefiner(
+        for loop_option in ("context_s", "source", "session"):
+            options.pop(loop_option)
+        refiner = EmbeddingRefiner(
             self.student, torch.from_numpy(self.embedding), sample_rate=self.model_fs, **options
         )
+        if self.refinement.session:
+            self._session = refiner
+        return refiner
 
     def enhance_model_rate(
         self, x: np.ndarray, additional: Optional[Dict[str, torch.Tensor]] = None
@@ -224,7 +236,7 @@ class ConditionedEnhancer(ChunkedEnhancer):
 
         enhanced, used = enhance_with_refinement(
             enhance, torch.from_numpy(x), refiner, self.refinement.context_s, self.model_fs,
-            self.refinement.source,
+            self.refinement.source, keep_embedding=self.refinement.session,
         )
         updates = refiner.accepted + refiner.rejected
         drift = max(0.0, 1.0 - (used @ refiner.enrollment).min().item()) if len(used) else 0.0

@@ -6,9 +6,11 @@ import torch
 from espnet2.enh.espnet_model import ESPnetEnhancementModel
 
 from espnet2_pse.ssl.abs_objective import AbsSSLObjective
+from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY
 
-# Batch entries handed to the separator through ``additional`` (speaker-conditioned models).
-ADDITIONAL_PREFIXES = ("enroll_ref",)
+# Batch entries handed to the objective and separator through ``additional``: speaker inputs
+# of conditioned models, and the examples' speaker indices (talker injection avoids them).
+ADDITIONAL_PREFIXES = ("enroll_ref", SPEAKER_INDEX_KEY)
 
 
 class PSEModel(ESPnetEnhancementModel):

@@ -29,12 +29,14 @@ class PConvTasNet(ConvTasNetSkip):
 
     Fusion into every block input x (B, bottleneck_dim, T):
     - "film": x * (1 + gamma) + beta, with (gamma, beta) = Linear(D -> 2 * bottleneck_dim)
-      per block; adds blocks * (2 * bottleneck_dim * (D + 1)) parameters;
+      per block, zero at initialisation (the network starts as the unconditioned one, so an
+      unconditioned generalist can initialise it); adds blocks * (2 * bottleneck_dim * (D + 1))
+      parameters;
     - "concat": [x; e repeated over T] into the block's first 1x1 conv (widened, new
       weights start at zero); adds blocks * D * hidden_dim parameters.
 
     Args:
-        input_dim, num_spk, preset, ...: see :class:`ConvTasNetSkip`.
+        input_dim, num_spk, preset, ..., magnitude_exponent: see :class:`ConvTasNetSkip`.
         embed_dim: D, the speaker embedding dimension (192 for ECAPA / RawNet3 teachers).
         fusion: "film" or "concat".
         speaker_encoder: TinySpeakerEncoder keyword arguments, or None for precomputed
@@ -56,6 +58,7 @@ class PConvTasNet(ConvTasNetSkip):
         causal: bool = False,
         norm_type: Optional[str] = None,
         nonlinear: str = "sigmoid",
+        magnitude_exponent: float = 1.0,
         embed_dim: int = 192,
         fusion: str = "film",
         speaker_encoder: Optional[Dict] = None,
@@ -63,7 +66,7 @@ class PConvTasNet(ConvTasNetSkip):
     ):
         super().__init__(
             input_dim, num_spk, preset, layer, stack, bottleneck_dim, hidden_dim,
-            skip_dim, kernel, causal, norm_type, nonlinear,
+            skip_dim, kernel, causal, norm_type, nonlinear, magnitude_exponent,
         )
         if fusion not in FUSIONS:
             raise ValueError(f"PConvTasNet: fusion '{fusion}' is not one of {FUSIONS}")
@@ -75,6 +78,9 @@ class PConvTasNet(ConvTasNetSkip):
             self.film = torch.nn.ModuleList(
                 torch.nn.Linear(embed_dim, 2 * self.bottleneck_dim) for _ in self.blocks
             )
+            for layer in self.film:  # identity at the start: the unconditioned network
+                torch.nn.init.zeros_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
         else:
             for block in self.blocks:
                 block.widen_input(embed_dim)

@@ -76,10 +76,13 @@ class EmbeddingRefiner:
         self.min_level_db = min_level_db
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the stream: back to the enrollment embedding."""
-        self.embedding = self.enrollment.clone()
-        self._ema: Optional[torch.Tensor] = None
+    def reset(self, keep_embedding: bool = False) -> None:
+        """Forget the stream: back to the enrollment embedding. With ``keep_embedding`` (the next
+        signal of one session) only the audio and the counts are forgotten: the refined
+        embedding and its EMA carry over."""
+        if not keep_embedding or not hasattr(self, "embedding"):
+            self.embedding = self.enrollment.clone()
+            self._ema: Optional[torch.Tensor] = None
         self._buffer = torch.zeros(0)
         self._since_update = 0
         self.accepted = 0
@@ -157,6 +160,7 @@ def enhance_with_refinement(
     context_s: float = 4.0,
     sample_rate: int = 16000,
     source: str = "enhanced",
+    keep_embedding: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Enhance a (T,) mixture hop by hop, conditioning each hop on the refined embedding.
 
@@ -174,12 +178,14 @@ def enhance_with_refinement(
         context_s: seconds of past mixture given with each hop.
         sample_rate: Hz.
         source: what the refiner embeds: "enhanced" output or the "mixture".
+        keep_embedding: start from the refiner's current embedding (a session's next signal)
+            instead of the enrollment's.
     Returns:
         enhanced (T,), embeddings (K, D) used for each of the K hops.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got '{source}'")
-    refiner.reset()
+    refiner.reset(keep_embedding)
     mixture = torch.as_tensor(mixture).reshape(-1)
     context = int(round(context_s * sample_rate))
     pieces, used = [], []

@@ -9,14 +9,17 @@ Optionally (:class:`TalkerInjector`) the injection also holds another person's v
 trained to map s~ + n + (other talker) back to s~ learns to drop voices that are not its user's.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from espnet2_pse.data.kaldi_dir import read_table
 from espnet2_pse.data.mixing import mix_at_snr, noise_gain
 from espnet2_pse.ssl.noise_bank import NoiseBank
 
 SNR_DISTRIBUTIONS = ("uniform", "normal")
+# Batch entry with each example's speaker index (data dir's utt2spk_index, type text_int).
+SPEAKER_INDEX_KEY = "spk_index"
 
 
 class SNRSampler:
@@ -90,6 +93,11 @@ class TalkerInjector:
         alone_prob: share of the talker examples whose injection noise is dropped (talker alone).
         distribution: "uniform" or "normal" (as :class:`SNRSampler`).
         sample_rate: Hz of the bank.
+        utt2spk: the bank's Kaldi utt2spk, for banks that hold the batch's own speakers (a
+            generalist's training voices): the target speakers are then given to
+            :meth:`__call__` as indices into the sorted speaker names of this file (the
+            ``utt2spk_index`` that :func:`espnet2_pse.data.kaldi_dir.write_speaker_index` writes),
+            and no example gets its own voice as the talker.
     """
 
     def __init__(
@@ -100,25 +108,42 @@ class TalkerInjector:
         alone_prob: float = 0.25,
         distribution: str = "uniform",
         sample_rate: int = 16000,
+        utt2spk: Optional[str] = None,
     ):
         for name, value in (("talker_prob", prob), ("talker_alone_prob", alone_prob)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        self.bank = NoiseBank(talker_scp, sample_rate, role="interfering talker")
+        labels = read_table(utt2spk) if utt2spk else None
+        self.speakers = sorted(set(labels.values())) if labels else None
+        self.bank = NoiseBank(talker_scp, sample_rate, role="interfering talker", labels=labels)
         self.tir = SNRSampler(tir_range, distribution)
         self.prob = prob
         self.alone_prob = alone_prob
 
-    def __call__(self, source: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) pseudo-sources -> (B, T) scaled talker signal to add (zero rows for examples
-        without a talker) and (B,) 0/1 factor for the injection noise (0: talker alone)."""
+    def __call__(self, source: torch.Tensor, generator: torch.Generator,
+                 target_speakers: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) pseudo-sources (and, with ``utt2spk``, their (B,) speaker indices) -> (B, T)
+        scaled talker signal to add (zero rows for examples without a talker) and (B,) 0/1
+        factor for the injection noise (0: talker alone)."""
         batch, length = source.shape
         has_talker = torch.rand(batch, generator=generator) < self.prob
         alone = has_talker & (torch.rand(batch, generator=generator) < self.alone_prob)
-        talker = self.bank.sample(batch, length, generator).to(source)
+        talker = self.bank.sample(batch, length, generator, self._speaker_names(target_speakers, batch)).to(source)
         gain = noise_gain(source, talker, self.tir(batch, generator).to(source))
         talker = talker * gain * has_talker.to(source)[:, None]
         return talker, (~alone).to(source)
+
+    def _speaker_names(self, target_speakers: Optional[torch.Tensor], batch: int) -> Optional[List[str]]:
+        if self.speakers is None:
+            return None
+        if target_speakers is None:
+            raise ValueError("the talker bank holds the training speakers (utt2spk given): the batch needs "
+                             f"their indices as '{SPEAKER_INDEX_KEY}' (an utt2spk_index file of type text_int)")
+        index = target_speakers.reshape(batch, -1)[:, 0].tolist()
+        bad = [i for i in index if not 0 <= i < len(self.speakers)]
+        if bad:
+            raise ValueError(f"spk_index {bad[0]} is outside the {len(self.speakers)} speakers of the talkers' utt2spk")
+        return [self.speakers[i] for i in index]
 
 
 def scale_batch(*signals: torch.Tensor) -> Tuple[torch.Tensor, ...]:

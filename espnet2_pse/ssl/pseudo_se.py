@@ -4,7 +4,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from espnet2_pse.ssl.mixing import TalkerInjector, scale_batch
+from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY, TalkerInjector, scale_batch
 from espnet2_pse.ssl.on_the_fly import OnTheFlyObjective, length_mask
 
 
@@ -22,19 +22,25 @@ class PseudoSE(OnTheFlyObjective):
     With ``talker_scp`` (other voices' utterances) a share ``talker_prob`` of the inputs also
     holds one interfering talker at ``talker_tir_range`` dB against s~, a share
     ``talker_alone_prob`` of those without the injection noise (:class:`TalkerInjector`); the
-    target never holds the talker, so the model learns to keep its user's voice only. The
-    other arguments are those of :class:`OnTheFlyObjective`.
+    target never holds the talker, so the model learns to keep its user's voice only. When the
+    bank holds the training voices themselves (a generalist), ``talker_utt2spk`` (the bank's
+    utt2spk) and the batch entry ``spk_index`` (the examples' speakers, from the data dir's
+    ``utt2spk_index``) keep every example's talker another person. The other arguments are
+    those of :class:`OnTheFlyObjective`.
     """
 
     def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
                  teacher_input: bool = False, talker_scp: Union[None, str, Sequence[str]] = None,
                  talker_prob: float = 0.5, talker_tir_range: Sequence[float] = (0.0, 10.0),
-                 talker_alone_prob: float = 0.25, **kwargs):
+                 talker_alone_prob: float = 0.25, talker_utt2spk: Optional[str] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.talkers = None
         if talker_scp:
             self.talkers = TalkerInjector(talker_scp, talker_prob, talker_tir_range, talker_alone_prob,
-                                          self.mixer.inject_snr.distribution, self.mixer.inject_bank.sample_rate)
+                                          self.mixer.inject_snr.distribution, self.mixer.inject_bank.sample_rate,
+                                          utt2spk=talker_utt2spk)
+        elif talker_utt2spk:
+            raise ValueError("talker_utt2spk needs talker_scp (the bank it labels)")
         if teacher is not None and set(teacher) != {"config", "model_file"}:
             raise ValueError(f"teacher needs exactly the keys 'config' and 'model_file', got {sorted(teacher)}")
         if not 0.0 <= teacher_weight <= 1.0:
@@ -54,8 +60,10 @@ class PseudoSE(OnTheFlyObjective):
                                          device=pseudo_source.device)
         return teacher_outputs(self._teacher, pseudo_source)
 
-    def make_batch(self, speech: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """(B, T) speech crops -> dict of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB)."""
+    def make_batch(self, speech: torch.Tensor, mask: torch.Tensor,
+                   speakers: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """(B, T) speech crops (and their (B,) speaker indices, for ``talker_utt2spk``) -> dict
+        of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB)."""
         batch, length = speech.shape
         target = self.mixer.pseudo_source(speech, self.generator) * mask
         source = target
@@ -67,7 +75,7 @@ class PseudoSE(OnTheFlyObjective):
         noise, snr = self.mixer.injection(batch, length, self.generator)
         talker = None
         if self.talkers is not None:
-            talker, keep_noise = self.talkers(source, self.generator)
+            talker, keep_noise = self.talkers(source, self.generator, speakers)
             noise = noise * keep_noise[:, None]
         mixture = self.inject(source, noise, snr, mask)
         if talker is not None:
@@ -84,7 +92,8 @@ class PseudoSE(OnTheFlyObjective):
         additional: Dict[str, torch.Tensor],
     ):
         batch, length = speech.shape
-        made = self.make_batch(speech, length_mask(speech_lengths, batch, length, speech))
+        made = self.make_batch(speech, length_mask(speech_lengths, batch, length, speech),
+                               additional.get(SPEAKER_INDEX_KEY))
         loss, stats, weight, _ = model.forward_supervised(
             made["input"],
             speech_lengths,

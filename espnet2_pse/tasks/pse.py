@@ -7,9 +7,11 @@ from espnet2.tasks.enh import EnhancementTask
 
 from espnet2_pse.models.pse_model import PSEModel
 from espnet2_pse.ssl.abs_objective import ssl_objective_choices
+from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY
 
-# Data names a speaker-conditioned separator may receive (enrollment audio or embedding).
-SPEAKER_DATA_NAMES = ("enroll_ref1",)
+# Data names of speaker inputs: a conditioned separator's enrollment (audio or embedding), and
+# the training examples' speaker indices for speaker-aware talker injection.
+SPEAKER_DATA_NAMES = ("enroll_ref1", SPEAKER_INDEX_KEY)
 
 
 class PSETask(EnhancementTask):

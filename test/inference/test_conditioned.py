@@ -153,6 +153,27 @@ def test_refined_with_alpha_one_equals_static_and_moves_below_one(cond_model, st
     assert np.abs(refined["0.0"] - static).max() > 1e-3  # the student's embedding does condition
 
 
+def test_a_session_carries_the_refined_embedding_to_the_next_file(cond_model, student, tmp_path):
+    """Two copies of one file: refined alone, each restarts from e_0 and both outputs agree;
+    in a session (--refine_session) the first is unchanged and the second starts from the
+    embedding the first ended with, so it differs from its first sample on."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        write_noisy(folder / f"{name}.wav", channels=1)
+    enroll = save_embedding(tmp_path / "e.npy", 1)
+    outputs = {}
+    for mode, extra in (("alone", []), ("session", ["--refine_session"])):
+        out = tmp_path / mode
+        assert run_enhance(cond_model, folder, out, "--enroll", enroll, "--refine", *student, *OPEN_GATE,
+                           "--refine_alpha", "0.0", *extra) == 0
+        outputs[mode] = {name: sf.read(str(out / f"{name}.wav"))[0] for name in ("a", "b")}
+    np.testing.assert_allclose(outputs["alone"]["a"], outputs["alone"]["b"], atol=1e-6)
+    np.testing.assert_allclose(outputs["session"]["a"], outputs["alone"]["a"], atol=1e-6)
+    first_hop = int(0.5 * 22050)  # before b's own first update, only the carried embedding differs
+    assert np.abs(outputs["session"]["b"][:first_hop] - outputs["alone"]["b"][:first_hop]).max() > 1e-4
+
+
 def test_enrollment_audio_is_embedded_by_the_teacher(cond_model, teacher, tmp_path):
     from espnet2_pse.data.audio import load_audio
     from espnet2_pse.spk.embedder import load_embedder
@@ -282,7 +303,9 @@ def test_pse_inference_refine_usage_errors(cond_model, tmp_path, capsys):
     write_data(tmp_path, ["uttA"], ["uttA"])
     plain_data = inference_cmd(cond_model, tmp_path, tmp_path / "out")[:-2]  # without enroll_ref1
     for cmd, expected in ((inference_cmd(cond_model, tmp_path, tmp_path / "out") + ["--refine"], "--student_model"),
-                          (plain_data + ["--refine", "--student_model", "s.pth"], "--refine needs enroll_ref1")):
+                          (plain_data + ["--refine", "--student_model", "s.pth"], "--refine needs enroll_ref1"),
+                          (inference_cmd(cond_model, tmp_path, tmp_path / "out")
+                           + ["--refine", "--student_model", "s.pth", "--refine_session"], "every key has its own")):
         with pytest.raises(SystemExit) as failure:
             pse_inference(cmd)
         assert failure.value.code == 2 and expected in capsys.readouterr().err

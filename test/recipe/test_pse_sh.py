@@ -4,10 +4,11 @@ import json
 import os
 import re
 import shutil
+import zipfile
 
 import pytest
 
-from .shell import RECIPE, bash, write_exec
+from .shell import RECIPE, REPO, bash, write_exec
 
 # Stand-in for the python that local/data.sh calls: records its arguments and writes the one
 # file pse.sh checks after stage 1.
@@ -323,3 +324,66 @@ def test_packed_conditioned_models_name_a_pretrained_teacher_by_its_tag(recipe):
     assert pretrained.split()[-1] == "spk_teacher_tag=exp/spk_teacher_tag.yaml"
     assert (recipe / "exp" / "spk_teacher_tag.yaml").read_text() == "model_tag: resemblyzer\n"
     assert "spk_teacher_model=exp/spk_teacher/valid.eer.best.pth" in trained and "tag" not in trained
+
+
+def test_generalist_model_stands_in_for_the_trained_generalist(recipe):
+    """--generalist_model: stage 4 installs the packed generalist (config + checkpoint) where
+    it would have trained one, trains no plain generalist, skips it on rerun and redoes it
+    for another zip; it stands for exactly one size."""
+    shipped = REPO / "espnet2_pse" / "pretrained" / "generalist_stft.zip"
+    python = REPO / "tools" / "venv" / "bin" / "python"
+    body = (f"python={python}; generalist_model={shipped}; sizes=stft; spk_encoder=false; setup; "
+            "launch_train() { echo \"$1\" >> trained.txt; }; stage_4_generalists")
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    model = recipe / "exp" / "generalist_stft" / "model"
+    assert not (recipe / "trained.txt").exists()
+    assert (model / ".done").read_text().strip() == f"packed {shipped}"
+    with zipfile.ZipFile(shipped) as packed:
+        assert (model / "valid.loss.best.pth").read_bytes() == packed.read("exp/generalist_stft/model/valid.loss.best.pth")
+        assert "separator: conv_tasnet_skip" in (model / "config.yaml").read_text()
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode == 0 and "already installed from" in res.stderr
+    (model / ".done").write_text("")  # trained here: replaced by the pack
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode == 0 and (model / ".done").read_text().startswith("packed")
+    two_sizes = body.replace("sizes=stft", "sizes='stft cpu'")
+    res = bash(f"source ./pse.sh\n{two_sizes}", cwd=recipe)
+    assert res.returncode != 0 and "--generalist_model stands for one size" in res.stderr
+    res = bash(f"source ./pse.sh\n{body.replace(str(shipped), str(model / 'config.yaml'))}", cwd=recipe)
+    assert res.returncode != 0 and "--generalist_model must be a packed model (.zip)" in res.stderr
+
+
+def test_generalist_talkers_and_the_conditioned_schedule_reach_the_training(recipe):
+    """--generalist_talkers P gives the generalists (plain and conditioned, not the specialists)
+    the training voices as talkers, labelled by speaker so that no example gets its own voice;
+    --conditioned_config is the conditioned ones' schedule; a dump without utt2spk_index stops
+    with what to redo."""
+    shutil.copytree(RECIPE / "conf" / "model", recipe / "conf" / "model")
+    shutil.copytree(RECIPE / "conf" / "method", recipe / "conf" / "method")
+    for role in ("generalist", "ssl"):
+        shutil.copy2(RECIPE / "conf" / f"train_{role}.yaml", recipe / "conf")
+    (recipe / "data" / "noise" / "inject_train").mkdir(parents=True)
+    (recipe / "data" / "noise" / "inject_train" / "wav.scp").write_text("n1 /x/n1.wav\n")
+    (recipe / "dump" / "g" / "train").mkdir(parents=True)
+    (recipe / "dump" / "g" / "train" / "utt2spk_index").write_text("u1 0\n")
+    body = ("generalist_talkers=0.5; conditioned_config=conf/tuning/train_conditioned_stft.yaml; "
+            "setup; launch_train() { shift 2; printf '%s\\n' \"$@\" >> calls.txt; echo >> calls.txt; }; "
+            "train_pse exp/g generalist stft supervised dump/g/train dump/g/valid false; "
+            "train_pse exp/c conditioned conditioned/stft supervised dump/g/train dump/g/valid false; "
+            "train_pse exp/s ssl stft pseudo_se dump/g/train dump/s/valid false")
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode == 0, res.stderr
+    plain, conditioned, specialist = (call.split("\n") for call in (recipe / "calls.txt").read_text().split("\n\n")[:3])
+    for call in (plain, conditioned):
+        assert f"talker_scp={recipe}/dump/g/train/spk1.scp" in call
+        assert f"talker_utt2spk={recipe}/dump/g/train/utt2spk" in call and "talker_prob=0.5" in call
+        assert "dump/g/train/utt2spk_index,spk_index,text_int" in call
+    assert not any(arg.startswith("talker_") for arg in specialist)
+    assert "max_epoch: 30" in (recipe / "exp/c/pse_config.yaml").read_text()  # the conditioned schedule
+    assert "max_epoch: 6" in (recipe / "exp/g/pse_config.yaml").read_text()
+    (recipe / "dump" / "g" / "train" / "utt2spk_index").unlink()
+    res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
+    assert res.returncode != 0 and "dump/g/train/utt2spk_index is missing (written by stage 2)" in res.stderr
+    res = bash(f"source ./pse.sh\n{body.replace('generalist_talkers=0.5', 'generalist_talkers=1.5')}", cwd=recipe)
+    assert res.returncode != 0 and "--generalist_talkers must be a share between 0 and 1" in res.stderr

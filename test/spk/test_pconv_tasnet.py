@@ -25,10 +25,13 @@ def run(separator, feats, embedding):
 def test_output_follows_the_embedding(fusion):
     torch.manual_seed(0)
     separator = PConvTasNet(N, fusion=fusion, **SIZES).eval()
+    # Both fusions start without effect (zero weights); give them values.
     if fusion == "concat":
-        # The widened input weights start at zero (no effect); give them values.
         for block in separator.blocks:
             torch.nn.init.normal_(block.in_conv.weight)
+    else:
+        for layer in separator.film:
+            torch.nn.init.normal_(layer.weight, std=0.1)
     feats = torch.rand(2, 50, N)
     e1, e2 = torch.randn(2, D), torch.randn(2, D)
     out1, out2 = run(separator, feats, e1), run(separator, feats, e2)
@@ -37,6 +40,25 @@ def test_output_follows_the_embedding(fusion):
     assert torch.allclose(out1, run(separator, feats, e1))
     # Only the direction counts (embeddings are L2-normalised), and (B, 1, D) is accepted.
     assert torch.allclose(out1, run(separator, feats, 3.0 * e1[:, None]), atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["film", "concat"])
+def test_starts_as_the_unconditioned_network_it_can_be_initialised_from(fusion):
+    """At initialisation the conditioning does nothing, so a plain generalist's weights
+    (ESPnet --init_param) give exactly its outputs, magnitude compression included."""
+    torch.manual_seed(0)
+    plain = ConvTasNetSkip(N, magnitude_exponent=0.3, **SIZES).eval()
+    conditioned = PConvTasNet(N, magnitude_exponent=0.3, fusion=fusion, **SIZES).eval()
+    state = conditioned.state_dict()
+    for key, value in plain.state_dict().items():
+        # concat widens the first 1x1 conv: the plain weights fill its first input channels.
+        state[key] = torch.cat([value, state[key][:, value.size(1):]], dim=1) if state[key].shape != value.shape else value
+    conditioned.load_state_dict(state)
+    feats = torch.rand(2, 50, N)
+    with torch.no_grad():
+        expected = plain(feats, torch.tensor([50, 50]))[0][0]
+    assert conditioned.magnitude_exponent == 0.3
+    assert torch.allclose(run(conditioned, feats, torch.randn(2, D)), expected, atol=1e-6)
 
 
 def test_parameter_growth_matches_the_fusion():

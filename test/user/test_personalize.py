@@ -193,6 +193,10 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     args += ["--user_name", "carol", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
     assert personalize.main(args) == 0
     assert "time budget of 1 s used after 1 epoch(s)" in caplog.text
+    cut = [r for r in caplog.records if r.levelno == logging.WARNING and "cap ended training" in r.getMessage()]
+    assert cut and "personalize zsl: the 0.02-min cap ended training after epoch 1 of 5; the model may be weaker" \
+        in cut[-1].getMessage()
+    assert caplog.records[-1] is cut[-1]  # said last, after the pack is written
     config = yaml.safe_load((work / "exp/zsl/config.yaml").read_text())
     teacher = config["ssl_objective_conf"]["teacher"]
     assert teacher["model_file"].startswith(str(work / "base/exp/fsl/")) and config["ssl_objective_conf"]["teacher_weight"] == 1.0
@@ -209,6 +213,24 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
 
     assert export(["--model", str(tmp_path / "carol.zip"), "--out", str(tmp_path / "carol.onnx"), "--streaming"]) == 0
     assert "algorithmic latency 2.0 ms" in caplog.text and (tmp_path / "carol.onnx").is_file()
+
+
+def test_same_inputs_seed_and_threads_give_the_same_model(personalized, tmp_path):
+    """The default budget is counted in epochs, so two runs on the same recordings with the same
+    seed and thread count write identical weights, however long each took."""
+    import torch
+
+    weights = []
+    for run in ("a", "b"):
+        args = personalize_args(personalized, **{"--out": tmp_path / f"{run}.zip", "--clean_dir": None,
+                                                 "--data_root": personalized / "me_work/data",
+                                                 "--work_dir": tmp_path / f"work_{run}", "--user_name": "dave"})
+        args.remove("--clean_dir")
+        assert personalize.main(args) == 0
+        with zipfile.ZipFile(tmp_path / f"{run}.zip") as z:
+            weights.append(torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 @pytest.mark.parametrize("options, weight", [

@@ -63,6 +63,12 @@ train_conf_dir=conf    # training configs train_{generalist,ssl,fsl,snr_predicto
 pse_config=""          # training config for the specialists (empty: ${train_conf_dir}/train_ssl.yaml)
 generalist_config=""   # training config for the generalists (empty: ${train_conf_dir}/train_generalist.yaml)
 generalist_noise="inject_train"   # noise banks (data/noise/<bank>) pooled for the generalists' training
+generalist_model=""    # a packed generalist (zip) taken as the generalist of the one --sizes instead of
+                       # training it, e.g. ../../../espnet2_pse/pretrained/generalist_stft.zip
+generalist_talkers=0   # share of the generalists' inputs with another training voice as a talker
+conditioned_config=""  # training config for the conditioned generalists (empty: the generalists')
+conditioned_init=""    # conditioned generalists start from: random (empty), generalist (the plain one
+                       # of the same size, trained first), or a checkpoint file
 pse_args=""            # extra options for every training run, e.g. "--max_epoch 2"
 inference_model=valid.loss.best.pth   # checkpoint used by inference and packing
 # Stage-7 metrics (espnet2_pse.bin.score); add dnsmos,pdnsmos (about 1 s a file and model on
@@ -116,6 +122,14 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
   --pse_config FILE     specialist training config (default: the one in conf/)
   --generalist_config FILE  generalist training config (default: the one in conf/)
   --generalist_noise "B .."  noise banks pooled for the generalists (default: '${generalist_noise}')
+  --generalist_model ZIP  use this packed generalist for the one size of --sizes instead of
+                        training it in stage 4 (default: '${generalist_model}')
+  --generalist_talkers P  share of the generalists' training inputs that also hold another
+                        training voice (never the example's own) at 0-10 dB (default: ${generalist_talkers})
+  --conditioned_config FILE  conditioned generalists' training config (default: the generalists')
+  --conditioned_init X  conditioned generalists start from random weights (empty), 'generalist'
+                        (the plain one of the same size; FiLM starts at identity) or a
+                        checkpoint FILE (default: '${conditioned_init}')
   --pse_args STR        extra options for every training run (default: '${pse_args}')
   --inference_model F   checkpoint for inference and packing (default: ${inference_model})
   --score_metrics M,..  stage-7 metrics; dnsmos,pdnsmos add the DNS track's (default: ${score_metrics})
@@ -173,8 +187,18 @@ setup() {
             || die "--fsl_durations: '${value}' is not a positive number of seconds"
     done
     [ -z "${pse_config}" ] || [ -f "${pse_config}" ] || die "--pse_config: file not found: ${pse_config}"
-    [ -z "${generalist_config}" ] || [ -f "${generalist_config}" ] \
-        || die "--generalist_config: file not found: ${generalist_config}"
+    for name in generalist_config conditioned_config; do
+        [ -z "${!name}" ] || [ -f "${!name}" ] || die "--${name}: file not found: ${!name}"
+    done
+    if [ -n "${generalist_model}" ]; then
+        [[ "${generalist_model}" == *.zip ]] && [ -f "${generalist_model}" ] \
+            || die "--generalist_model must be a packed model (.zip); not found: ${generalist_model}"
+        [ "$(wc -w <<<"${sizes}")" -eq 1 ] || die "--generalist_model stands for one size; --sizes is '${sizes}'"
+    fi
+    [[ "${generalist_talkers}" =~ ^(0([.][0-9]+)?|1([.]0+)?)$ ]] \
+        || die "--generalist_talkers must be a share between 0 and 1, got '${generalist_talkers}'"
+    [ -z "${conditioned_init}" ] || [ "${conditioned_init}" = generalist ] || [ -f "${conditioned_init}" ] \
+        || die "--conditioned_init must be empty, 'generalist' or a checkpoint file; not found: ${conditioned_init}"
     if [ "${skip_upload_hf}" = false ] && [ -z "${hf_repo}" ]; then
         die "--skip_upload_hf false needs --hf_repo user/name"
     fi
@@ -241,35 +265,6 @@ stage_1_data_prep() {
 }
 
 
-# train_pse EXP ROLE SIZE METHOD TRAIN_DIR VALID_DIR PREMIX [ARGS...]: one pse_train run.
-# ROLE picks ${train_conf_dir}/train_ROLE.yaml; METHOD conf/method/METHOD.yaml; PREMIX=true
-# adds the premixture bank (clean corpus speech), false keeps the speech as it is.
-train_pse() {
-    local exp=$1 role=$2 size=$3 method=$4 train=$5 valid=$6 premix=$7 schedule
-    shift 7
-    schedule=${train_conf_dir}/train_${role}.yaml
-    [ "${role}" = ssl ] && [ -n "${pse_config}" ] && schedule=${pse_config}
-    [ "${role}" = generalist ] && [ -n "${generalist_config}" ] && schedule=${generalist_config}
-    compose_config "${exp}/pse_config.yaml" "conf/model/${size}.yaml" "${schedule}" "conf/method/${method}.yaml"
-    local banks=inject_train scps
-    [ "${role}" = generalist ] && banks=${generalist_noise}
-    # shellcheck disable=SC2086  # one word per bank
-    scps=$(noise_scp_list ${banks}) || exit 1
-    local objective=(--ssl_objective_conf "inject_noise_scp=${scps}")
-    [ "${premix}" = true ] && objective+=(--ssl_objective_conf "premix_noise_scp=${PWD}/${datadir}/noise/premix_train/wav.scp")
-    if [[ "${method}" == *_dp ]]; then
-        objective+=(--ssl_objective_conf "dp_predictor.config=${PWD}/${expdir}/snr_predictor/config.yaml"
-                    --ssl_objective_conf "dp_predictor.model_file=${PWD}/${expdir}/snr_predictor/${inference_model}")
-    fi
-    # shellcheck disable=SC2086  # pse_args is split into words on purpose
-    launch_train "${exp}" espnet2_pse.bin.pse_train --config "${exp}/pse_config.yaml" \
-        --train_data_path_and_name_and_type "${train}/spk1.scp,speech_ref1,sound" \
-        --train_shape_file "${train}/speech_shape" \
-        --valid_data_path_and_name_and_type "${valid}/wav.scp,speech_mix,sound" \
-        --valid_data_path_and_name_and_type "${valid}/spk1.scp,speech_ref1,sound" \
-        --valid_shape_file "${valid}/speech_shape" "${objective[@]}" "$@" ${pse_args}
-}
-
 stage_2_format() {
     # shellcheck disable=SC2086
     ${python} -m espnet2_pse.bin.format_data --data_root "${datadir}" --dump_root "${dumpdir}" \
@@ -296,16 +291,29 @@ stage_3_aux_models() {
 }
 
 stage_4_generalists() {
-    local size enroll=${expdir}/enroll
+    local size enroll=${expdir}/enroll init
     for size in ${sizes}; do
+        if [ -n "${generalist_model}" ]; then
+            install_packed_model "${generalist_model}" "${expdir}/generalist_${size}/model"
+            continue
+        fi
         pool_run train_pse "${expdir}/generalist_${size}/model" generalist "${size}" supervised \
             "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false
-        [ "${spk_encoder}" = true ] || continue
+    done
+    [ "${spk_encoder}" = true ] || { pool_wait; return 0; }
+    [ "${conditioned_init}" = generalist ] && pool_wait  # they start from the plain generalists
+    for size in ${sizes}; do
+        init=()
+        case "${conditioned_init}" in
+            "") ;;
+            generalist) init=(--init_param "${expdir}/generalist_${size}/model/${inference_model}") ;;
+            *) init=(--init_param "${conditioned_init}") ;;
+        esac
         # shellcheck disable=SC2046  # spk_dim_args gives an option and its value, or nothing
-        pool_run train_pse "${expdir}/conditioned_${size}/model" generalist "conditioned/${size}" supervised \
+        pool_run train_pse "${expdir}/conditioned_${size}/model" conditioned "conditioned/${size}" supervised \
             "${dumpdir}/generalist/train" "${dumpdir}/generalist/valid" false $(spk_dim_args separator_conf) \
             --train_data_path_and_name_and_type "${enroll}/train/enroll_spk1.scp,enroll_ref1,npy" \
-            --valid_data_path_and_name_and_type "${enroll}/valid/enroll_spk1.scp,enroll_ref1,npy"
+            --valid_data_path_and_name_and_type "${enroll}/valid/enroll_spk1.scp,enroll_ref1,npy" "${init[@]}"
     done
     pool_wait
 }

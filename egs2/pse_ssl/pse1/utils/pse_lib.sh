@@ -1,7 +1,8 @@
 # Generic helpers of pse.sh (sourced by it): done markers, training launch, a job pool,
-# config composition and data lookups (target speakers, noise banks). They use pse.sh's
-# log/die and its option variables (expdir, datadir, dumpdir, speakers, python, cuda_cmd,
-# ngpu, num_nodes, train_nj).
+# config composition, data lookups (target speakers, noise banks) and one enhancement training
+# (train_pse). They use pse.sh's log/die and its option variables (expdir, datadir, dumpdir,
+# speakers, python, cuda_cmd, ngpu, num_nodes, train_nj, and train_pse's: train_conf_dir,
+# *_config, generalist_noise, generalist_talkers, inference_model, pse_args).
 
 # stage_done NAME [SIGNATURE]: succeeds when step NAME finished with the same SIGNATURE (the
 # options it ran with), so changing those options redoes the step instead of skipping it.
@@ -16,6 +17,32 @@ mark_done() {
     mkdir -p "$(dirname "${f}")"
     printf '%s\n' "${2:-}" >"${f}.tmp"
     mv "${f}.tmp" "${f}"
+}
+
+# install_packed_model ZIP EXP_DIR: a packed model's config and checkpoint as a trained EXP_DIR
+# (config.yaml, ${inference_model}, .done naming the zip), so that later stages use it as if
+# trained here; redone when EXP_DIR came from another zip or was trained.
+install_packed_model() {
+    local zip exp=$2
+    zip=$(realpath "$1")
+    if [ -f "${exp}/.done" ] && [ "$(cat "${exp}/.done")" = "packed ${zip}" ]; then
+        log "  ${exp}: already installed from ${zip}; skipping"
+        return 0
+    fi
+    log "  ${exp}: the packed model ${zip}, not trained here"
+    rm -rf "${exp}"
+    mkdir -p "${exp}"
+    ${python} - "${zip}" "${exp}" "${inference_model}" <<'PY' || die "cannot install ${zip} as ${exp}"
+import shutil, sys, tempfile
+from pathlib import Path
+from espnet2_pse.inference.model_loading import resolve_model
+zip_path, exp, checkpoint = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+with tempfile.TemporaryDirectory() as tmp:
+    files = resolve_model(zip_path, Path(tmp))
+    shutil.copyfile(files.train_config, exp / "config.yaml")
+    shutil.copyfile(files.model_file, exp / checkpoint)
+PY
+    echo "packed ${zip}" >"${exp}/.done"
 }
 
 # launch_train EXP_DIR TRAIN_MODULE [ARGS...]
@@ -97,4 +124,50 @@ noise_scp_list() {
         scps+=("${PWD}/${datadir}/noise/${bank}/wav.scp")
     done
     echo "[$(IFS=,; echo "${scps[*]}")]"
+}
+
+# train_pse EXP ROLE SIZE METHOD TRAIN_DIR VALID_DIR PREMIX [ARGS...]: one pse_train run.
+# ROLE (ssl, fsl, generalist, conditioned) picks the schedule ${train_conf_dir}/train_ROLE.yaml
+# or the option that overrides it (--pse_config, --generalist_config, --conditioned_config;
+# conditioned falls back to the generalist's); METHOD conf/method/METHOD.yaml; PREMIX=true adds
+# the premixture bank (clean corpus speech), false keeps the speech as it is. Generalists
+# (plain and conditioned) train on --generalist_noise's banks and, with --generalist_talkers P,
+# get another training voice as an interfering talker in a share P of their inputs, never the
+# example's own (the talker bank's utt2spk against the data dir's utt2spk_index).
+train_pse() {
+    local exp=$1 role=$2 size=$3 method=$4 train=$5 valid=$6 premix=$7 schedule
+    shift 7
+    case "${role}" in
+        ssl) schedule=${pse_config:-${train_conf_dir}/train_ssl.yaml} ;;
+        generalist) schedule=${generalist_config:-${train_conf_dir}/train_generalist.yaml} ;;
+        conditioned) schedule=${conditioned_config:-${generalist_config:-${train_conf_dir}/train_generalist.yaml}} ;;
+        *) schedule=${train_conf_dir}/train_${role}.yaml ;;
+    esac
+    compose_config "${exp}/pse_config.yaml" "conf/model/${size}.yaml" "${schedule}" "conf/method/${method}.yaml"
+    local banks=inject_train scps data=()
+    [[ " generalist conditioned " == *" ${role} "* ]] && banks=${generalist_noise}
+    # shellcheck disable=SC2086  # one word per bank
+    scps=$(noise_scp_list ${banks}) || exit 1
+    local objective=(--ssl_objective_conf "inject_noise_scp=${scps}")
+    [ "${premix}" = true ] && objective+=(--ssl_objective_conf "premix_noise_scp=${PWD}/${datadir}/noise/premix_train/wav.scp")
+    if [[ "${method}" == *_dp ]]; then
+        objective+=(--ssl_objective_conf "dp_predictor.config=${PWD}/${expdir}/snr_predictor/config.yaml"
+                    --ssl_objective_conf "dp_predictor.model_file=${PWD}/${expdir}/snr_predictor/${inference_model}")
+    fi
+    if [[ " generalist conditioned " == *" ${role} "* ]] && [ "${generalist_talkers}" != 0 ]; then
+        [ -f "${train}/utt2spk_index" ] || die "${train}/utt2spk_index is missing (written by stage 2):" \
+            "rerun stage 2 after removing ${train}/.done"
+        objective+=(--ssl_objective_conf "talker_scp=${PWD}/${train}/spk1.scp"
+                    --ssl_objective_conf "talker_utt2spk=${PWD}/${train}/utt2spk"
+                    --ssl_objective_conf "talker_prob=${generalist_talkers}")
+        data=(--train_data_path_and_name_and_type "${train}/utt2spk_index,spk_index,text_int"
+              --chunk_excluded_key_prefixes enroll_ref spk_index)
+    fi
+    # shellcheck disable=SC2086  # pse_args is split into words on purpose
+    launch_train "${exp}" espnet2_pse.bin.pse_train --config "${exp}/pse_config.yaml" \
+        --train_data_path_and_name_and_type "${train}/spk1.scp,speech_ref1,sound" \
+        --train_shape_file "${train}/speech_shape" \
+        --valid_data_path_and_name_and_type "${valid}/wav.scp,speech_mix,sound" \
+        --valid_data_path_and_name_and_type "${valid}/spk1.scp,speech_ref1,sound" \
+        --valid_shape_file "${valid}/speech_shape" "${objective[@]}" "${data[@]}" "$@" ${pse_args}
 }
