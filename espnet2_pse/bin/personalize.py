@@ -61,7 +61,7 @@ DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_
 # recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).
 DEFAULT_TEACHER_WEIGHT = 0.5
 # Training length, counted in epochs of --segments_per_epoch recording segments so that the result
-# does not depend on the machine's load: about 9 min zero-shot and 2.5 min few-shot on 2 idle cores.
+# does not depend on the machine's load: about 11 min zero-shot and 2 min few-shot on 2 idle cores.
 DEFAULT_ZSL_EPOCHS = 150
 DEFAULT_FSL_EPOCHS = 30
 # Share of the training inputs that also hold another person's voice, so that the personal

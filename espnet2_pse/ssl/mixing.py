@@ -97,7 +97,8 @@ class TalkerInjector:
             generalist's training voices): the target speakers are then given to
             :meth:`__call__` as indices into the sorted speaker names of this file (the
             ``utt2spk_index`` that :func:`espnet2_pse.data.kaldi_dir.write_speaker_index` writes),
-            and no example gets its own voice as the talker.
+            and no example gets its own voice as the talker. Like the bank's audio, it is read
+            on first use, so building a trained model for inference never needs these files.
     """
 
     def __init__(
@@ -113,9 +114,9 @@ class TalkerInjector:
         for name, value in (("talker_prob", prob), ("talker_alone_prob", alone_prob)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        labels = read_table(utt2spk) if utt2spk else None
-        self.speakers = sorted(set(labels.values())) if labels else None
-        self.bank = NoiseBank(talker_scp, sample_rate, role="interfering talker", labels=labels)
+        self.utt2spk = utt2spk
+        self.speakers: Optional[List[str]] = None  # the sorted speaker names of utt2spk, once read
+        self.bank = NoiseBank(talker_scp, sample_rate, role="interfering talker")
         self.tir = SNRSampler(tir_range, distribution)
         self.prob = prob
         self.alone_prob = alone_prob
@@ -134,8 +135,12 @@ class TalkerInjector:
         return talker, (~alone).to(source)
 
     def _speaker_names(self, target_speakers: Optional[torch.Tensor], batch: int) -> Optional[List[str]]:
-        if self.speakers is None:
+        if self.utt2spk is None:
             return None
+        if self.speakers is None:
+            labels = read_table(self.utt2spk)
+            self.speakers = sorted(set(labels.values()))
+            self.bank.labels = labels
         if target_speakers is None:
             raise ValueError("the talker bank holds the training speakers (utt2spk given): the batch needs "
                              f"their indices as '{SPEAKER_INDEX_KEY}' (an utt2spk_index file of type text_int)")

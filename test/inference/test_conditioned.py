@@ -7,6 +7,7 @@ where the embedding never moves, refined and static enhancement must agree sampl
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from espnet2_pse.inference.conditioned import ConditionedEnhancer
 from espnet2_pse.inference.model_loading import load_separate_speech
 from test.spk.conftest import TINY_TEACHER
 from test.user.conftest import voice
+
+REPO = Path(__file__).resolve().parents[2]
 
 D = 32  # embedding dimension of model, student and teacher
 CODEC = {"channel": 16, "kernel_size": 16, "stride": 16}
@@ -310,3 +313,51 @@ def test_pse_inference_refine_usage_errors(cond_model, tmp_path, capsys):
             pse_inference(cmd)
         assert failure.value.code == 2 and expected in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _real_voice(prefix: str, voice: str, skip: int, seconds: float) -> np.ndarray:
+    """``seconds`` of one debian_real voice at 16 kHz: its clips from the ``skip``-th on, joined."""
+    from espnet2_pse.data.audio import load_audio
+    from espnet2_pse.data.debian_sources import VOICE_FAMILIES, default_debian_dir, matching_files
+
+    family = next(f for f in VOICE_FAMILIES if f.prefix == prefix)
+    clips = [p for p, v in matching_files(default_debian_dir(), family.package, family.pattern, family.exclude)
+             if v == voice][skip:]
+    pieces, need = [], int(seconds * 16000)
+    for path in clips:
+        pieces.append(load_audio(path, sample_rate=16000))
+        if sum(map(len, pieces)) >= need:
+            break
+    return np.concatenate(pieces)[:need].astype(np.float32)
+
+
+def test_the_shipped_conditioned_model_keeps_the_enrolled_voice(tmp_path):
+    """espnet2_pse/pretrained/conditioned_stft.zip on two real voices that no model here trains on
+    or is benchmarked with (two Fish Fillets actors, Czech and Dutch), mixed at 0 dB so that
+    loudness tells nothing: enrolled with 5 s of one voice, it brings that voice out (SI-SDR to
+    it well above the mixture's) and, enrolled with the other, drops it."""
+    from espnet2_pse.data.mixing import mix_at_snr
+    from espnet2_pse.scoring.metrics import si_sdr
+
+    model = REPO / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
+    voices = {"a": ("fillets_cs", "m"), "b": ("fillets_nl", "v")}
+    for name, (prefix, voice) in voices.items():
+        sf.write(str(tmp_path / f"enroll_{name}.wav"), _real_voice(prefix, voice, 0, 5.0), 16000)
+    (tmp_path / "mix").mkdir()
+    sources = []
+    for i in range(3):
+        a, b = (_real_voice(*voices[n], 60 + 20 * i, 4.0) for n in "ab")
+        mixture = mix_at_snr(torch.from_numpy(a).double(), torch.from_numpy(b).double(), 0.0).numpy()
+        sf.write(str(tmp_path / "mix" / f"m{i}.wav"), (0.9 * mixture / np.abs(mixture).max()).astype(np.float32), 16000)
+        sources.append({"a": a, "b": b, "mix": mixture})
+    for name in voices:
+        assert run_enhance(model, tmp_path / "mix", tmp_path / f"out_{name}", "--enroll", tmp_path / f"enroll_{name}.wav") == 0
+    gains = {}
+    for name, other in (("a", "b"), ("b", "a")):
+        kept = [si_sdr(sf.read(str(tmp_path / f"out_{name}" / f"m{i}.wav"))[0], s[name]) - si_sdr(s["mix"], s[name])
+                for i, s in enumerate(sources)]
+        dropped = [si_sdr(sf.read(str(tmp_path / f"out_{other}" / f"m{i}.wav"))[0], s[name]) - si_sdr(s["mix"], s[name])
+                   for i, s in enumerate(sources)]
+        gains[name] = (float(np.mean(kept)), float(np.mean(dropped)))
+    assert all(kept > dropped + 6.0 for kept, dropped in gains.values()), gains
+    assert np.mean([kept for kept, _ in gains.values()]) > 2.0, gains

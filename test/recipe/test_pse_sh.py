@@ -380,7 +380,7 @@ def test_generalist_talkers_and_the_conditioned_schedule_reach_the_training(reci
         assert f"talker_utt2spk={recipe}/dump/g/train/utt2spk" in call and "talker_prob=0.5" in call
         assert "dump/g/train/utt2spk_index,spk_index,text_int" in call
     assert not any(arg.startswith("talker_") for arg in specialist)
-    assert "max_epoch: 30" in (recipe / "exp/c/pse_config.yaml").read_text()  # the conditioned schedule
+    assert "max_epoch: 60" in (recipe / "exp/c/pse_config.yaml").read_text()  # the conditioned schedule
     assert "max_epoch: 6" in (recipe / "exp/g/pse_config.yaml").read_text()
     (recipe / "dump" / "g" / "train" / "utt2spk_index").unlink()
     res = bash(f"source ./pse.sh\n{body}", cwd=recipe)

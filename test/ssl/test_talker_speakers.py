@@ -6,7 +6,7 @@ import pytest
 import soundfile
 import torch
 
-from espnet2_pse.data.kaldi_dir import speaker_indices, write_speaker_index
+from espnet2_pse.data.kaldi_dir import DataDirError, speaker_indices, write_speaker_index
 from espnet2_pse.ssl.mixing import TalkerInjector
 from espnet2_pse.ssl.noise_bank import NoiseBank
 from espnet2_pse.ssl.pseudo_se import PseudoSE
@@ -73,3 +73,13 @@ def test_pseudo_se_reads_the_speakers_from_the_batch(signed_bank, tiny_corpus):
     assert (talker > 0).all()  # speaker index 1 = "B": every talker is A
     with pytest.raises(ValueError, match="talker_utt2spk needs talker_scp"):
         PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_utt2spk=str(signed_bank / "utt2spk"))
+
+
+def test_talker_files_are_read_on_first_use_only(signed_bank, tiny_corpus, tmp_path):
+    """A trained model's config names training files that a user does not have: building the
+    objective (inference) needs none of them; training names the missing one."""
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_scp=str(tmp_path / "gone/spk1.scp"),
+                         talker_utt2spk=str(tmp_path / "gone/utt2spk"), talker_prob=1.0)
+    speech = 0.1 * torch.randn(2, 60, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataDirError, match="gone/utt2spk: table not found"):
+        objective.make_batch(speech, torch.ones_like(speech), torch.zeros(2, 1, dtype=torch.long))
