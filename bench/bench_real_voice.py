@@ -129,6 +129,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--own_talkers", type=float, default=0.0,
                    help="share of the own noisy recordings with a background voice at U(5, 20) dB below the "
                    "user (its personal models are tagged 'talkers<share>')")
+    p.add_argument("--curve_epochs", type=int, nargs="+", default=[], metavar="EPOCH",
+                   help="zero-shot quality against training time: also score the model after these epochs "
+                   "(personalize --snapshot_epochs; SI-SDRi, PESQ-WB, eSTOI), with the training time they took")
+    p.add_argument("--fsl_curve_epochs", type=int, nargs="+", default=[], metavar="EPOCH",
+                   help="the same for the few-shot step")
     p.add_argument("--signal_metrics", action="store_true",
                    help="score SI-SDR, PESQ-WB and eSTOI only (no DNSMOS/pDNSMOS/speaker similarity: quick levers)")
     p.add_argument("--score_jobs", type=int, default=2, help="scoring processes")
@@ -238,6 +243,9 @@ def output_folder(system: str, tag: str, conditioned_tag: str, refine_tag: str) 
     model's carry --conditioned_tag (and the refined ones --refine_tag), the peers' are shared."""
     if system in CONDITIONED:
         return system.replace(" ", "_") + conditioned_tag + (refine_tag if system.startswith("refined") else "")
+    if "@" in system:  # a personal model's snapshot, "<system>@ep<epoch>"
+        system, epoch = system.split("@")
+        return f"{system}{tag}@{epoch}"
     return f"{system}{tag}" if system in PER_SETTING else system
 
 
@@ -306,9 +314,9 @@ def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, 
     # The user is not the corpus speaker of the same voice (personalize's data root may hold it).
     common = ["--noisy_dir", str(user / "noisy"), "--work_dir", str(vdir / f"work{tag}"),
               "--user_name", f"user_{voice}"]
-    steps = [("zero-shot", [])]
+    steps = [("zero-shot", curve_options(args.curve_epochs))]
     if not args.zero_shot_only:
-        steps.append(("few-shot", ["--clean_dir", str(user / "clean")]))
+        steps.append(("few-shot", ["--clean_dir", str(user / "clean")] + curve_options(args.fsl_curve_epochs)))
     for system, more in steps:
         model = vdir / f"{system}{tag}.zip"
         if system not in times:
@@ -320,7 +328,46 @@ def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, 
         for condition in conditions:
             test, enhanced = CONDITIONS[condition]
             enhance_dir(str(model), root / "speakers" / voice / test, vdir / enhanced / f"{system}{tag}", log)
+            for epoch, snapshot in snapshots(vdir / f"work{tag}", system):
+                enhance_dir(str(snapshot), root / "speakers" / voice / test,
+                            vdir / enhanced / f"{system}{tag}@ep{epoch}", log)
     return times
+
+
+def curve_options(epochs: List[int]) -> List[str]:
+    return ["--snapshot_epochs", *map(str, epochs)] if epochs else []
+
+
+def snapshots(work: Path, system: str) -> List[tuple]:
+    """(epoch, .pth) of the snapshots personalize kept for a system's training step."""
+    exp = work / "exp" / ("zsl" if system == "zero-shot" else "fsl")
+    found = [(int(p.stem.split("_ep")[1]), p) for p in exp.glob("snapshot_ep*.pth")]
+    return sorted(found)
+
+
+def curve_rows(root: Path, voice: str, vdir: Path, tag: str, condition: str, pool) -> List[Dict[str, float]]:
+    """Signal metrics of every snapshot of both steps, with the training time up to it."""
+    rows = []
+    for system in PERSONAL:
+        record = vdir / f"work{tag}" / "exp" / ("zsl" if system == "zero-shot" else "fsl") / "snapshots.json"
+        times = json.loads(record.read_text()) if record.is_file() else {}
+        for epoch, _ in snapshots(vdir / f"work{tag}", system):
+            name = f"{system}@ep{epoch}"
+            means = score_voice(root, voice, vdir, [name], (tag, "", ""), condition, pool, signal_only=True)[name]
+            rows.append({"system": system, "epoch": epoch,
+                         "train_s": times.get(str(epoch), {}).get("elapsed_s", float("nan")), **means})
+    return rows
+
+
+def print_curve(results: Dict[str, dict], condition: str) -> None:
+    """Quality against training time, per voice (the peers' row for reference)."""
+    print(f"\nquality against training time ({condition}): SI-SDRi / PESQ-WB / eSTOI after each kept epoch")
+    for voice, result in results.items():
+        peer = result["scores"][condition]["deepfilternet3"]
+        print(f"  {voice}: DeepFilterNet3 {peer['si_sdri']:.2f} / {peer['pesq']:.2f} / {peer['estoi']:.3f}")
+        for row in result.get("curve", {}).get(condition, []):
+            print(f"    {row['system']:<9} epoch {row['epoch']:>4}  {row['train_s'] / 60:5.1f} min  "
+                  f"{row['si_sdri']:6.2f} / {row['pesq']:.2f} / {row['estoi']:.3f}")
 
 
 def peer_outputs(test_dir: Path, out_root: Path, dfn: DeepFilterNet3) -> None:
@@ -465,6 +512,8 @@ def main() -> None:
             print(f"bench: {voice}: scoring", flush=True)
             results[voice]["scores"] = {c: score_voice(root, voice, vdir, systems, (tag, conditioned_tag, refine_tag),
                                                        c, pool, args.signal_metrics) for c in conditions}
+            if args.curve_epochs or args.fsl_curve_epochs:
+                results[voice]["curve"] = {c: curve_rows(root, voice, vdir, tag, c, pool) for c in conditions}
             (work / f"results{tag}{conditioned_tag}{refine_tag}.json").write_text(json.dumps(results, indent=1))
     label = f" [{(tag + conditioned_tag + refine_tag)[1:]}]" if tag or conditioned_tag or refine_tag else ""
     what = {"noise": "30 fixed 4-s test mixtures each, test-bank noise at U(-5, 5) dB",
@@ -475,6 +524,8 @@ def main() -> None:
               f"noisy recordings{f' ({args.own_talkers:.0%} with a background voice)' if talkers else ''}, "
               f"{args.clean_seconds:g} s clean for few-shot; DeepFilterNet3 {dfn.model_version}\n")
         print_table(results, condition)
+        if args.curve_epochs or args.fsl_curve_epochs:
+            print_curve(results, condition)
         if args.load:
             print_load_comparison(results, work / f"results{idle_tag}{conditioned_tag}{refine_tag}.json", condition,
                                   args.load)

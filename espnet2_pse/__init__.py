@@ -35,3 +35,7 @@ compat.import_espnet_quietly()
 from espnet2_pse import registry  # noqa: E402
 
 registry.register_all()
+
+from espnet2_pse.api import Enhancer, load, personalize  # noqa: E402
+
+__all__ = ["Enhancer", "load", "personalize", "__version__"]

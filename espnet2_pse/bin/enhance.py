@@ -44,7 +44,6 @@ import argparse
 import logging
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -54,7 +53,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from espnet2_pse.data.audio import AudioError, load_audio
+from espnet2_pse.api import load_from_args
+from espnet2_pse.data.audio import AudioError, load_audio, resample
 from espnet2_pse.inference.backends import BACKENDS
 from espnet2_pse.inference.chunked import ChunkedEnhancer
 from espnet2_pse.inference.conditioned import (
@@ -66,7 +66,6 @@ from espnet2_pse.inference.conditioned import (
     load_student,
     refinement_from_args,
 )
-from espnet2_pse.inference.model_loading import ModelNotFoundError, build_separate_speech, resolve_model
 
 INPUT_SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULT_FS = 16000
@@ -169,49 +168,68 @@ def _embed_with_teacher(args: argparse.Namespace, audio: np.ndarray) -> np.ndarr
         embed = load_embedder("teacher", args.teacher_config, args.teacher_model, args.teacher_tag, args.device)
         return embed(torch.from_numpy(audio)).cpu().numpy()
     except Exception as err:  # missing files, mismatched weights, no network for a tag, ...
-        raise UsageError(f"cannot embed --enroll {args.enroll} with the teacher: {type(err).__name__}: {err}") from None
+        what = f"--enroll {args.enroll}" if isinstance(args.enroll, str) else "the enrollment audio"
+        raise UsageError(f"cannot embed {what} with the teacher: {type(err).__name__}: {err}") from None
 
 
 def load_enrollment(args: argparse.Namespace, model) -> Optional[np.ndarray]:
     """``enroll_ref1`` for ``model``: a (D,) embedding, (T,) audio at ``--model_fs`` or None.
 
+    ``args.enroll`` is a path (audio, or a .npy embedding) or, from the Python API, an array:
+    audio when ``args.enroll_sample_rate`` is set, else an embedding.
+
     Raises:
         UsageError: naming the options or the file at fault.
     """
     kind = conditioning(model)
+    given = args.enroll is not None and not (isinstance(args.enroll, str) and not args.enroll)
     if kind is None:
-        if args.enroll or args.refine:
+        if given or args.refine:
             raise UsageError(f"model {args.model} is not speaker-conditioned: drop --enroll and --refine")
         return None
-    if not args.enroll:
+    if not given:
         raise UsageError(
             f"model {args.model} is speaker-conditioned: give --enroll, a .npy speaker embedding or "
             f"enrollment audio (embedded by the teacher given with {_TEACHER_OPTIONS})"
         )
-    is_npy = args.enroll.endswith(".npy")
+    is_path = isinstance(args.enroll, str)
+    what = f"--enroll {args.enroll}" if is_path else "enroll (array)"
+    rate = getattr(args, "enroll_sample_rate", None)
+    is_embedding = args.enroll.endswith(".npy") if is_path else rate is None
+
+    def audio() -> np.ndarray:
+        if is_path:
+            return load_audio(args.enroll, sample_rate=args.model_fs)
+        if args.enroll.ndim != 1 or not np.isfinite(args.enroll).all() or args.enroll.size == 0:
+            raise UsageError(f"{what}: enrollment audio must be finite (T,) mono samples, got shape "
+                             f"{args.enroll.shape}")
+        return resample(args.enroll, int(rate), args.model_fs) if int(rate) != args.model_fs else args.enroll
+
     if kind == AUDIO:
-        if is_npy:
-            raise UsageError(f"--enroll {args.enroll}: model {args.model} embeds enrollment audio with its "
-                             "internal speaker_encoder; give audio, not a .npy embedding")
+        if is_embedding:
+            raise UsageError(f"{what}: model {args.model} embeds enrollment audio with its internal "
+                             "speaker_encoder; give audio, not an embedding")
         if args.refine:
             raise UsageError(f"--refine needs a model conditioned on speaker embeddings; model {args.model} "
                              "embeds enrollment audio with its internal speaker_encoder")
         if args.teacher_model or args.teacher_tag:
             logging.warning("the teacher is not used: model %s embeds the enrollment audio itself", args.model)
-        return load_audio(args.enroll, sample_rate=args.model_fs)
-    if is_npy:
+        return audio()
+    if is_embedding and is_path:
         try:
             embedding = np.load(args.enroll, allow_pickle=False)
         except Exception as err:  # missing, truncated or not an npy file
-            raise UsageError(f"--enroll {args.enroll}: cannot read the embedding ({err})") from None
+            raise UsageError(f"{what}: cannot read the embedding ({err})") from None
+    elif is_embedding:
+        embedding = args.enroll
     elif not (args.teacher_model or args.teacher_tag):
         raise UsageError(
-            f"--enroll {args.enroll} is audio, but model {args.model} is conditioned on a speaker "
+            f"{what} is audio, but model {args.model} is conditioned on a speaker "
             f"embedding: give the teacher that embeds it with {_TEACHER_OPTIONS}, or a .npy embedding"
         )
     else:
-        embedding = _embed_with_teacher(args, load_audio(args.enroll, sample_rate=args.model_fs))
-    return check_embedding(embedding, model, f"--enroll {args.enroll}")
+        embedding = _embed_with_teacher(args, audio())
+    return check_embedding(embedding, model, what)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -297,29 +315,13 @@ def main(cmd: Optional[List[str]] = None) -> int:
     out_dir = Path(args.out_dir)
     try:
         check_out_dir(out_dir, args.inputs)
-        refinement_from_args(args, require_student=False)  # option mistakes before the model loads
-    except ValueError as err:
+        enhancer = load_from_args(args)  # the Python API's espnet2_pse.load
+    except (ValueError, OSError) as err:  # ModelNotFoundError, ModelLoadError, UsageError, bad options
         logging.error("%s", err)
         return 2
-    # Lives until exit: the speaker encoders packed with a model are loaded from it.
-    unpacked = tempfile.TemporaryDirectory(prefix="pse_model_")
-    try:
-        files = resolve_model(args.model, Path(unpacked.name), args.cache_dir)
-        separate_speech = build_separate_speech(files, args.device)
-        use_packed_speaker_encoders(args, files.extras)
-    except ModelNotFoundError as err:
-        logging.error("%s", err)
-        return 2
-    except Exception as err:  # bad YAML, unknown class names, mismatched weights, ...
-        logging.error("cannot load model %s: %s: %s", args.model, type(err).__name__, err)
-        return 2
-    try:
-        enhancer = build_enhancer(args, separate_speech)
-    except (ValueError, OSError) as err:
-        logging.error("%s", err)
-        return 2
-    if separate_speech.enh_model.num_spk != 1:
-        logging.warning("the model has %d outputs; writing the first one", separate_speech.enh_model.num_spk)
+    engine = enhancer.engine
+    if enhancer.enh_model.num_spk != 1:
+        logging.warning("the model has %d outputs; writing the first one", enhancer.enh_model.num_spk)
 
     jobs, failures = collect_jobs(args.inputs)
     planned = plan_outputs(jobs, out_dir, failures)
@@ -339,12 +341,12 @@ def main(cmd: Optional[List[str]] = None) -> int:
                     chunks_bar.update(i - chunks_bar.n)
 
             try:
-                result = enhancer.enhance_file(job.src, dst, on_chunk)
+                result = engine.enhance_file(job.src, dst, on_chunk)
                 done += 1
                 if result.clipped:
                     logging.warning("%s: %d output samples clipped to [-1, 1]", dst, result.clipped)
-                if isinstance(enhancer, ConditionedEnhancer):
-                    stats = enhancer.last_stats
+                if isinstance(engine, ConditionedEnhancer):
+                    stats = engine.last_stats
                     tqdm.write(f"{dst}: refinement accepted {stats['accepted']}/{stats['updates']} "
                                f"embedding updates (accept rate {stats['accept_rate']:.2f}, max cosine "
                                f"distance to the enrollment {stats['max_cosine_distance_to_enrollment']:.3f})")

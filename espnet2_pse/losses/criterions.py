@@ -1,4 +1,4 @@
-"""Time-domain criterion of the PSE objectives: negative SNR / SI-SDR / MSE, plain or segmental."""
+"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE, plain or segmental, or the compressed spectral distance."""
 
 from typing import Optional
 
@@ -17,7 +17,9 @@ class PSEDistanceLoss(TimeDomainLoss):
     (``dp_fixed_order``) can weight them.
 
     Args:
-        distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB) or "mse".
+        distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB), "mse" or
+            "cspec" (compressed spectral distance, dB; not segmental): see
+            :mod:`espnet2_pse.losses.distances`.
         segmental: frame-wise distance averaged over frames instead of the whole-signal one.
         frame_length: frame length of the segmental version in samples.
         hop_length: frame hop of the segmental version in samples.
@@ -43,6 +45,8 @@ class PSEDistanceLoss(TimeDomainLoss):
             raise ValueError(
                 f"pse_distance: 'distance' must be one of {DISTANCES}, got '{distance}'"
             )
+        if segmental and distance == "cspec":
+            raise ValueError("pse_distance: distance 'cspec' has no segmental version (segmental: false)")
         if not 0 < hop_length <= frame_length:
             raise ValueError(
                 f"pse_distance: need 0 < hop_length <= frame_length, got "

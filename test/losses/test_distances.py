@@ -130,3 +130,33 @@ def test_bad_arguments_are_named():
         distance("sdr", x, x)
     with pytest.raises(ValueError, match="same shape"):
         framewise_distance("snr", x, x[:, :1500])
+
+
+def test_cspec_follows_the_compressed_spectra():
+    """Identical signals: the floor; a gain g moves every compressed magnitude by g**0.3 (the
+    complex term by the same factor), so the distance is -20 log10 |1 - g**0.3| dB; more noise
+    is worse; silence gives finite gradients."""
+    from espnet2_pse.losses.distances import SPEC_COMPRESSION
+
+    rng = np.random.default_rng(1)
+    ref = torch.from_numpy(rng.standard_normal((2, 8000)))
+    assert (distance("cspec", ref, ref) < -60).all()
+    gain = 0.5
+    expected = -20 * np.log10(1 - gain**SPEC_COMPRESSION)
+    np.testing.assert_allclose(distance("cspec", gain * ref, ref).numpy(), -expected, atol=0.05)
+    noise = torch.from_numpy(rng.standard_normal((2, 8000)))
+    assert (distance("cspec", ref + 0.3 * noise, ref) > distance("cspec", ref + 0.1 * noise, ref)).all()
+    est = torch.zeros(1, 4000, requires_grad=True)
+    distance("cspec", est, torch.from_numpy(rng.standard_normal((1, 4000)))).sum().backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+
+
+def test_cspec_has_no_segmental_version_and_needs_a_frame():
+    from espnet2_pse.losses.criterions import PSEDistanceLoss
+
+    with pytest.raises(ValueError, match="no segmental version"):
+        PSEDistanceLoss(distance="cspec", segmental=True)
+    with pytest.raises(ValueError, match="no segmental version"):
+        framewise_distance("cspec", torch.zeros(1, 4000), torch.zeros(1, 4000))
+    with pytest.raises(ValueError, match="longer than 512 samples"):
+        distance("cspec", torch.zeros(1, 300), torch.zeros(1, 300))
