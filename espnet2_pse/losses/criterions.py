@@ -1,4 +1,4 @@
-"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE, plain or segmental, or the compressed spectral distance."""
+"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE (plain or segmental) or compressed spectra."""
 
 from typing import Optional
 
