@@ -64,3 +64,15 @@ def tiny_corpus(tmp_path_factory) -> Dict[str, Path]:
         "clean_scp": data / "spk1.scp",
         "noise_scp": write_scp(root / "noise.scp", noise),
     }
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: on a shared machine two busy threads are
+    about ten times slower than one. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

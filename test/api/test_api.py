@@ -28,12 +28,7 @@ GENERALIST = REPO / "espnet2_pse" / "pretrained" / "generalist_stft.zip"
 CONDITIONED = REPO / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ OPEN_GATE = ["--refine_window_s", "1.0", "--refine_hop_s", "0.5",
              "--refine_cos_threshold", "-1", "--refine_min_level_db", "none"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: one thread is ~10x faster than two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dry_run(task, out, cmd):
