@@ -36,22 +36,19 @@ same model comes out (CPU; GPU kernels may differ in the last bits).
 import argparse
 import contextlib
 import copy
-import json
 import logging
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import torch
 import yaml
-from espnet2.train.reporter import aggregate
-from espnet2.train.trainer import Trainer
 
+from espnet2_pse.bin.personalize_progress import PersonalizeTask, Progress, ProgressTrainer
 from espnet2_pse.inference.model_loading import resolve_model
-from espnet2_pse.tasks.pse import PSETask
 
 logger = logging.getLogger("espnet2_pse.personalize")
 
@@ -116,103 +113,6 @@ def causal_section(model: Dict) -> Dict:
     conf["causal"] = True
     conf["norm_type"] = "chLN" if conf.get("norm_type") == "chLN" else "cLN"
     return {**model, "separator_conf": conf}
-
-
-class BudgetReached(Exception):
-    """Raised before an epoch that would end after the time budget."""
-
-
-class _ProgressTrainer(Trainer):
-    """ESPnet's trainer plus one "epoch k, elapsed, ETA" line per finished epoch, and an
-    optional time cap: no epoch starts that would end after ``budget_s`` seconds (the mean
-    epoch time so far predicts its end); ``cut_at`` then holds (last epoch, max_epoch). Every
-    finished epoch is saved as ESPnet saves it, so stopping on the cap leaves the same files as
-    reaching max_epoch."""
-
-    label = "train"
-    budget_s: Optional[float] = None
-    snapshot_epochs: Tuple[int, ...] = ()
-    # Called after every epoch with (epoch, max_epoch, elapsed_s, eta_s); may raise to stop.
-    on_epoch: Optional[Callable[[int, int, float, float], None]] = None
-    cut_at: Optional[Tuple[int, int]] = None
-    _start = 0.0
-    _first_epoch: Optional[int] = None
-    _epochs_done = 0
-    _last_epoch = 0
-    _best: Optional[Tuple[float, int]] = None
-    # An exception of on_epoch, raised once ESPnet has saved that epoch's checkpoint.
-    _stop: Optional[Exception] = None
-
-    @classmethod
-    def run(cls, *args, **kwargs):
-        cls._start, cls._first_epoch, cls._epochs_done, cls._best = time.perf_counter(), None, 0, None
-        cls.cut_at, cls._stop = None, None
-        try:
-            result = super().run(*args, **kwargs)
-        except BudgetReached:
-            cls.cut_at = (cls._last_epoch, kwargs["trainer_options"].max_epoch)
-            logger.info("personalize %s: time budget of %.0f s used after %d epoch(s) (%.0f s)",
-                        cls.label, cls.budget_s, cls._epochs_done, time.perf_counter() - cls._start)
-            return None
-        finally:
-            stop, cls._stop = cls._stop, None
-        if stop is not None:  # asked after the last epoch: trained, not packed
-            raise stop
-        return result
-
-    @classmethod
-    def train_one_epoch(cls, *args, **kwargs):
-        if cls._stop is not None:
-            logger.info("personalize %s: stopped after epoch %d on request", cls.label, cls._last_epoch)
-            raise cls._stop
-        if cls.budget_s is not None and cls._epochs_done:
-            elapsed = time.perf_counter() - cls._start
-            if elapsed + elapsed / cls._epochs_done > cls.budget_s:
-                raise BudgetReached
-        return super().train_one_epoch(*args, **kwargs)
-
-    @classmethod
-    def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option):
-        result = super().validate_one_epoch(model, iterator, reporter, options, distributed_option)
-        epoch = reporter.epoch
-        if reporter.stats.get("loss"):
-            loss = float(aggregate(reporter.stats["loss"]))
-            if cls._best is None or loss < cls._best[0]:
-                cls._best = (loss, epoch)
-        if cls._first_epoch is None:
-            cls._first_epoch = epoch  # a resumed run starts later: time only this process's epochs
-        cls._epochs_done = epoch - cls._first_epoch + 1
-        cls._last_epoch = epoch
-        elapsed = time.perf_counter() - cls._start
-        if epoch in cls.snapshot_epochs:
-            cls._snapshot(model, Path(options.output_dir), epoch, elapsed)
-        eta = elapsed / cls._epochs_done * (options.max_epoch - epoch)
-        if cls.budget_s is not None:
-            eta = min(eta, max(0.0, cls.budget_s - elapsed))
-        best = f", best valid loss {cls._best[0]:.2f} (epoch {cls._best[1]})" if cls._best else ""
-        logger.info("personalize %s: epoch %d, elapsed %.0f s, ETA %.0f s%s", cls.label, epoch, elapsed, eta, best)
-        if cls.on_epoch is not None:
-            try:
-                cls.on_epoch(epoch, options.max_epoch, elapsed, eta)
-            except Exception as err:  # a stop request: honoured once this epoch is saved
-                cls._stop = err
-        return result
-
-    @classmethod
-    def _snapshot(cls, model, exp: Path, epoch: int, elapsed: float) -> None:
-        """The model after ``epoch`` as snapshot_ep<epoch>.pth, its training time in snapshots.json."""
-        torch.save(getattr(model, "module", model).state_dict(), exp / f"snapshot_ep{epoch}.pth")
-        record = exp / "snapshots.json"
-        times = json.loads(record.read_text()) if record.is_file() else {}
-        times[str(epoch)] = {"elapsed_s": round(elapsed, 1),
-                             "resumed": cls._first_epoch != 1}  # elapsed counts this process's epochs only
-        record.write_text(json.dumps(times, indent=1))
-
-
-class _PersonalizeTask(PSETask):
-    """PSETask with the progress trainer; configs and checkpoints are PSETask's."""
-
-    trainer = _ProgressTrainer
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -393,19 +293,19 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
     cmd += shlex.split(args.train_args)
     cap = f", stopped after {budget_minutes:g} min" if budget_minutes else ""
     logger.info("personalize %s: training %d epochs%s in %s", name, config["max_epoch"], cap, exp)
-    _ProgressTrainer.label = name
-    _ProgressTrainer.budget_s = budget_minutes * 60 if budget_minutes else None
-    _ProgressTrainer.snapshot_epochs = tuple(args.snapshot_epochs)
-    _ProgressTrainer.on_epoch = on_epoch
+    ProgressTrainer.label = name
+    ProgressTrainer.budget_s = budget_minutes * 60 if budget_minutes else None
+    ProgressTrainer.snapshot_epochs = tuple(args.snapshot_epochs)
+    ProgressTrainer.on_epoch = on_epoch
     try:
         with espnet_prints_to_log(exp.parent.parent):  # exp is <work_dir>/exp/<step>
-            _PersonalizeTask.main(cmd=cmd)
+            PersonalizeTask.main(cmd=cmd)
     finally:
-        _ProgressTrainer.on_epoch = None
+        ProgressTrainer.on_epoch = None
     if not best.exists():
         raise RuntimeError(f"{exp}: training ended without {best.name}; see {exp.parent.parent / 'personalize.log'}")
-    if _ProgressTrainer.cut_at is not None and cut_short is not None:
-        done, planned = _ProgressTrainer.cut_at
+    if ProgressTrainer.cut_at is not None and cut_short is not None:
+        done, planned = ProgressTrainer.cut_at
         cut_short.append(f"personalize {name}: the {budget_minutes:g}-min cap ended training after epoch {done} "
                          f"of {planned}; the model may be weaker than a full run's (rerun without the cap for "
                          "the full training; a busy machine trains fewer epochs in the same time)")
@@ -478,41 +378,6 @@ def check_args(args) -> None:
         raise ValueError(f"--spectral_weight must be >= 0, got {args.spectral_weight}")
     if any(epoch < 1 for epoch in args.snapshot_epochs):
         raise ValueError(f"--snapshot_epochs {args.snapshot_epochs}: epochs count from 1")
-
-
-# Share of a whole run per step, for the progress fraction (default run on 2 idle cores: data
-# about 25 s, zero-shot 13 min, few-shot 1.3 min, packing under a second).
-_STEP_SHARES = {"data": 0.03, "zsl": 0.88, "fsl": 0.09}
-
-
-class Progress:
-    """Turns steps and epochs into the dicts of ``personalize(progress=...)`` (see espnet2_pse.api)."""
-
-    def __init__(self, callback: Optional[Callable[[dict], None]], few_shot: bool):
-        self.callback = callback
-        steps = ("data", "zsl", "fsl") if few_shot else ("data", "zsl")
-        total = sum(_STEP_SHARES[step] for step in steps)
-        self.shares = {step: _STEP_SHARES[step] / total for step in steps}
-        self.start_of, done = {}, 0.0
-        for step in steps:
-            self.start_of[step], done = done, done + self.shares[step]
-        self.started = time.perf_counter()
-
-    def step(self, step: str) -> None:
-        """Called as ``step`` begins ("data", "zsl", "fsl", "pack") or with "done"."""
-        fraction = 1.0 if step in ("pack", "done") else self.start_of[step]
-        self._send({"step": step, "elapsed_s": time.perf_counter() - self.started, "fraction": fraction})
-
-    def epochs(self, step: str) -> Callable[[int, int, float, float], None]:
-        def on_epoch(epoch: int, max_epoch: int, elapsed: float, eta: float) -> None:
-            fraction = self.start_of[step] + self.shares[step] * min(1.0, epoch / max_epoch)
-            self._send({"step": step, "epoch": epoch, "max_epoch": max_epoch,
-                        "elapsed_s": time.perf_counter() - self.started, "eta_s": eta, "fraction": fraction})
-        return on_epoch
-
-    def _send(self, event: dict) -> None:
-        if self.callback is not None:
-            self.callback(event)
 
 
 def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path:
