@@ -15,10 +15,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["espnet2_pse", "espnet2_pse.*"]),
-    package_data={"espnet2_pse": ["data/resources/*", "pretrained/*"]},
+    package_data={"espnet2_pse": ["data/resources/*", "pretrained/*", "app/static/*"]},
     # The perceptual metrics (DNSMOS, pDNSMOS, GE2E speaker similarity) are an extra:
     # pip install "espnet2_pse[metrics]" (make -C tools installs them, resemblyzer without its deps).
-    extras_require={"metrics": ["speechmos==0.0.1.1", "onnxruntime", "librosa", "soxr"]},
+    # The local web page (pse-app) is another: pip install "espnet2_pse[app]".
+    extras_require={"metrics": ["speechmos==0.0.1.1", "onnxruntime", "librosa", "soxr"], "app": ["aiohttp"]},
     install_requires=[
         "numpy",
         "scipy",
@@ -38,6 +39,7 @@ setup(
             "pse-personalize=espnet2_pse.bin.personalize:main",
             "pse-export=espnet2_pse.bin.export:main",
             "pse-score=espnet2_pse.bin.score:cli",
+            "pse-app=espnet2_pse.app.server:main",
         ]
     },
     classifiers=[

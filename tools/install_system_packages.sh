@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages espnet2_pse uses (espeak-ng for the embedded corpus, sox for
-# audio tools, git-lfs for hub uploads) when running as root; otherwise names what is missing.
+# audio tools, git-lfs for hub uploads, chromium and its driver for pse-app's browser tests)
+# when running as root; otherwise names what is missing.
 set -euo pipefail
 
 # command -> Debian package
-declare -A packages=([espeak-ng]=espeak-ng [sox]=sox [git-lfs]=git-lfs)
+declare -A packages=([espeak-ng]=espeak-ng [sox]=sox [git-lfs]=git-lfs [chromium]=chromium [chromedriver]=chromium-driver)
 
 missing=()
 for cmd in "${!packages[@]}"; do
