@@ -150,11 +150,15 @@ class App:
         self.refuse_while_personalizing()
         _, files = await self.read_upload(request)
         accepted, rejected = [], []
-        for filename, path in files:
-            try:
-                accepted.append(await self.run(self.workspace.add_recording, kind, filename, path))
-            except AudioError as err:
-                rejected.append({"name": filename, "reason": err.reason})
+        try:
+            for filename, path in files:
+                try:
+                    accepted.append(await self.run(self.workspace.add_recording, kind, filename, path))
+                except AudioError as err:
+                    rejected.append({"name": filename, "reason": err.reason})
+        finally:
+            for _, path in files:
+                path.unlink(missing_ok=True)
         return web.json_response({"accepted": accepted, "rejected": rejected,
                                   "recordings": self.workspace.recordings(kind)})
 
@@ -372,35 +376,6 @@ def _read_mono(path: Path, sample_rate: int) -> np.ndarray:
 
     x, rate = sf.read(str(path), dtype="float32")
     return resample(x, rate, sample_rate)
-
-
-class BackgroundServer:
-    """The app served from a thread (tests, notebooks): ``url``, ``stop()``; port 0 picks a
-    free port."""
-
-    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0):
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(host, port, started), daemon=True)
-        self.thread.start()
-        if not started.wait(30):
-            raise RuntimeError("pse-app did not start within 30 s")
-
-    def _serve(self, host: str, port: int, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(self.app.web_app())
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, host, port)
-        self.loop.run_until_complete(site.start())
-        self.url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"
-        started.set()
-        self.loop.run_forever()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -27,15 +27,15 @@ import pytest
 import soundfile as sf
 
 import espnet2_pse
-from espnet2_pse.app.server import App, BackgroundServer, get_parser
+from espnet2_pse.app.server import get_parser
 from espnet2_pse.bin import enhance
 from espnet2_pse.scoring.metrics import si_sdr
 from test.user.conftest import TINY_DATA_OPTS, voice, write_user_recordings
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # A small causal personalization: a few seconds per epoch on one thread.
-TINY_PERSONALIZE = dict(data_opts=TINY_DATA_OPTS, base="none", model_size="cpu", chunk_seconds=0.5, lr=3e-3,
-                        max_epoch=4, segments_per_epoch=3, fsl_max_epoch=1)
+TINY_PERSONALIZE = (f"--data_opts='{TINY_DATA_OPTS}' --base none --model_size cpu --chunk_seconds 0.5 --lr 3e-3 "
+                    "--max_epoch 4 --segments_per_epoch 3 --fsl_max_epoch 1")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,12 +46,38 @@ def noisy_clip(seconds: float, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
+class Server:
+    """`pse-app` as the README starts it: the installed command, in a process of its own."""
+
+    def __init__(self, work: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.work, self.url = work, f"http://127.0.0.1:{port}"
+        command = [str(Path(sys.executable).with_name("pse-app")), "--port", str(port), "--work_dir", str(work),
+                   "--max_upload_mb", "8", "--num_threads", "1", "--personalize_args", TINY_PERSONALIZE]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert f"open {self.url}" in self.process.stdout.readline()
+        wait_for(lambda: _get_or_none(f"{self.url}/api/state"), 60, "pse-app")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _get_or_none(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read()
+    except OSError:
+        return None
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("app_work")
-    background = BackgroundServer(App(work, max_upload_mb=8, personalize_options=TINY_PERSONALIZE))
-    yield background
-    background.stop()
+    started = Server(tmp_path_factory.mktemp("app") / "work")
+    yield started
+    started.stop()
 
 
 def request(url, data=None, method=None, headers=None):
@@ -83,7 +109,7 @@ def wav_bytes(x: np.ndarray, rate: int = 16000) -> bytes:
 
 
 def test_server_refuses_oversized_non_audio_and_outside_requests(server):
-    work = server.app.workspace.root
+    work = server.work
     body, headers = multipart([("big.wav", wav_bytes(noisy_clip(270.0, 0)))])  # 8.6 MB > 8 MB
     status, answer = request(f"{server.url}/api/recordings/noisy", body, headers=headers)
     assert status == 413 and "larger than the 8 MB limit" in answer["error"]
@@ -109,7 +135,8 @@ def test_server_refuses_oversized_non_audio_and_outside_requests(server):
     assert status == 404 and "personalize first" in answer["error"]
     status, answer = request(f"{server.url}/api/personalize", b'{"max_epochs": 3}', headers={"Content-Type": "application/json"})
     assert status == 400 and "unknown personalization option 'max_epochs'" in answer["error"]
-    assert get_parser().parse_args([]).host == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+    assert get_parser().parse_args([]).host == "127.0.0.1"
+    assert sorted(p.name for p in work.iterdir()) == ["enhanced", "exports", "live", "models", "recordings", "tmp"]
 
 
 def test_pse_app_refuses_bad_personalize_args(capsys):
@@ -119,34 +146,6 @@ def test_pse_app_refuses_bad_personalize_args(capsys):
     assert get_parser().parse_args(["--personalize_args", "--max_epoch 3 --causal"]).personalize_args == {
         "max_epoch": 3, "causal": True}
 
-
-def test_pse_app_command_serves_the_page(tmp_path):
-    """The README's one command (a fresh process: the installed console script)."""
-    command = Path(sys.executable).with_name("pse-app")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = subprocess.Popen([str(command), "--port", str(port), "--work_dir", str(tmp_path / "work"),
-                            "--personalize_args", "--max_epoch 2"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert f"open http://127.0.0.1:{port}" in app.stdout.readline()
-        page = wait_for(lambda: _get_or_none(f"http://127.0.0.1:{port}/"), 60, "pse-app")
-        assert b"Your voice, cleaned" in page
-        state = json.loads(_get_or_none(f"http://127.0.0.1:{port}/api/state"))
-        assert state["personalize_defaults"] == {"max_epoch": 2, "fsl_max_epoch": 15}
-    finally:
-        app.terminate()
-        app.wait(30)
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
-        "enhanced", "exports", "live", "models", "recordings", "tmp"]
-
-
-def _get_or_none(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.read()
-    except OSError:
-        return None
 
 
 # --- the page in Chromium ------------------------------------------------------------------
@@ -202,7 +201,7 @@ def screenshot(driver, name, section):
 
 
 def test_the_page_personalizes_enhances_downloads_and_listens_live(server, browser, tmp_path):
-    driver, work = browser, server.app.workspace.root
+    driver, work = browser, server.work
     files = write_user_recordings(tmp_path / "mine", seed=0)
     uploads = sorted(str(p) for p in files.rglob("*") if p.is_file())
     (tmp_path / "mine" / "notes.txt").write_text("shopping list")
@@ -241,7 +240,7 @@ def test_the_page_personalizes_enhances_downloads_and_listens_live(server, brows
     assert not (work / "models" / "personal.zip").exists()
     driver.find_element("id", "personalize-start").click()
     wait_for(lambda: status.get_attribute("data-state") == "done", 300, "the personalization")
-    assert server.app.job.status()["resumed"] and "resuming" in (work / "personalize" / "personalize.log").read_text()
+    assert request(f"{server.url}/api/personalize")[1]["resumed"] and "resuming" in (work / "personalize" / "personalize.log").read_text()
     personal = work / "models" / "personal.zip"
     assert personal.is_file()
 
