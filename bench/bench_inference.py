@@ -13,7 +13,10 @@ Implementations:
     espnet    ESPnet's ``forward_enhance`` on the model as trained (what ``enhance`` ran before);
     torch     :class:`espnet2_pse.export.fast_model.FastEnhancer`, ``enhance``'s default path;
     onnx      its whole-signal ONNX graph (``pse-export``) in ONNX Runtime;
-    asteroid  asteroid 0.7.0's ``ConvTasNet`` with the same sizes (bench/requirements-asteroid.txt).
+    asteroid  asteroid 0.7.0's ``ConvTasNet`` with the same sizes (bench/requirements-asteroid.txt);
+    dfn3      DeepFilterNet3 (bench/requirements.txt) on the same 16-kHz input, its resampling to
+              and from 48 kHz included: the generalist a personal model is compared with
+              ("dfn3/torch" is how many times cheaper the personal model runs).
 
 Models: the paper presets tiny/small/medium/large (encoder N=512, L=16, S=8, gLN,
 conv_tasnet_skip presets: X=7, R=2, Sc=128, B/H = 8/32 ... 64/256); "cpu" (64 filters of 32
@@ -89,6 +92,16 @@ def build_asteroid(name: str):
     return ConvTasNet(n_src=1, sample_rate=FS, norm_type="gLN", mask_act="sigmoid", **sizes).eval()
 
 
+def build_dfn3():
+    """DeepFilterNet3 on one thread, or None when the bench peers are not installed."""
+    try:
+        from bench.peers import DeepFilterNet3
+
+        return DeepFilterNet3()
+    except ImportError:
+        return None
+
+
 def alternate(runs: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
     """Median seconds per run of each callable, the callables taking turns."""
     for fn in runs.values():  # warm-up: allocator, kernels, ORT's first-run planning
@@ -122,6 +135,10 @@ def bench_model(name: str, args, tmp: Path) -> Dict[str, float]:
     asteroid = None if args.skip_asteroid else build_asteroid(name)
     if asteroid is not None:
         runs["asteroid"] = lambda: asteroid(x)
+    dfn3 = None if args.skip_dfn3 else build_dfn3()
+    if dfn3 is not None:
+        x_1d = x[0].numpy()
+        runs["dfn3"] = lambda: dfn3(x_1d, FS)
     with torch.inference_mode():
         reference = model.forward_enhance(x, lengths)[0][0]
         error = float((fast(x) - reference).abs().max())
@@ -168,6 +185,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip_espnet", action="store_true")
     parser.add_argument("--skip_onnx", action="store_true")
     parser.add_argument("--skip_asteroid", action="store_true")
+    parser.add_argument("--skip_dfn3", action="store_true")
     parser.add_argument("--skip_streaming", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -179,7 +197,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         print(f"RTF on {args.seconds:g} s at {FS} Hz, 1 thread, median of {args.repeats} alternating runs")
         print(f"{'model':8s} {'params':>9s} {'espnet':>8s} {'torch':>8s} {'onnx':>8s} {'asteroid':>8s}"
-              f" {'ast/torch':>9s} {'ast/onnx':>8s}")
+              f" {'ast/torch':>9s} {'ast/onnx':>8s} {'dfn3':>8s} {'dfn3/torch':>10s}")
         for name in args.models:
             r = bench_model(name, args, Path(tmp))
             report["rtf"][name] = r
@@ -187,12 +205,13 @@ def main(argv=None) -> int:
             def cell(key):
                 return f"{r[key]:8.4f}" if key in r else f"{'-':>8s}"
 
-            def ratio(key):
-                ok = key in r and "asteroid_rtf" in r
-                return f"{r['asteroid_rtf'] / r[key]:8.2f}x" if ok else f"{'-':>9s}"
+            def ratio(peer, key, width=9):
+                ok = key in r and peer in r
+                return f"{r[peer] / r[key]:{width - 1}.2f}x" if ok else f"{'-':>{width}s}"
 
             print(f"{name:8s} {r['params']:9d} {cell('espnet_rtf')} {cell('torch_rtf')} {cell('onnx_rtf')} "
-                  f"{cell('asteroid_rtf')} {ratio('torch_rtf')} {ratio('onnx_rtf')}", flush=True)
+                  f"{cell('asteroid_rtf')} {ratio('asteroid_rtf', 'torch_rtf')} {ratio('asteroid_rtf', 'onnx_rtf')} "
+                  f"{cell('dfn3_rtf')} {ratio('dfn3_rtf', 'torch_rtf', 11)}", flush=True)
         if not args.skip_streaming:
             print("\nstreaming (causal, cLN), 16-ms chunks, 1 thread: ms per chunk (median)")
             for name in [m for m in ("cpu", "stft") if m in args.models]:

@@ -43,10 +43,9 @@ def options_from_argv(argv: str) -> dict:
 class PersonalizeJob:
     """The app's personalization: ``start(page_options)``, ``cancel()``, ``status()``."""
 
-    def __init__(self, workspace: Workspace, base_options: Optional[dict] = None, on_done=None):
+    def __init__(self, workspace: Workspace, base_options: Optional[dict] = None):
         self.workspace = workspace
         self.base_options = dict(base_options or {})
-        self.on_done = on_done  # called with the model path once written
         self.work = workspace.root / "personalize"
         self.model_path = workspace.root / "models" / "personal.zip"
         self._lock = threading.Lock()
@@ -101,10 +100,6 @@ class PersonalizeJob:
             self._set(state="cancelling")
         return self.status()
 
-    def wait(self, timeout: Optional[float] = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def _progress(self, event: dict) -> None:
         self._set(**{k: event.get(k) for k in ("step", "epoch", "max_epoch", "eta_s", "fraction", "elapsed_s")})
         if self._cancel.is_set():
@@ -127,8 +122,6 @@ class PersonalizeJob:
             self._set(state="failed", message=f"{type(err).__name__}: {err}")
             return
         self._set(state="done", fraction=1.0, eta_s=0, message=f"wrote {self.model_path.name}")
-        if self.on_done is not None:
-            self.on_done(self.model_path)
 
 
 def _checked(page_options: dict) -> dict:
