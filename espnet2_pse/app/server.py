@@ -314,7 +314,8 @@ class App:
         inputs, outputs = [], []
         async for message in ws:
             if message.type == WSMsgType.BINARY:
-                chunk = np.frombuffer(message.data, dtype="<f4")
+                whole = len(message.data) % 4 == 0
+                chunk = np.frombuffer(message.data if whole else b"", dtype="<f4")
                 if chunk.size == 0 or chunk.size > LIVE_MAX_CHUNK or not np.isfinite(chunk).all():
                     await ws.send_json({"type": "error", "message": "expected 1 to 16000 finite float32 samples"})
                     break
@@ -322,7 +323,7 @@ class App:
                 inputs.append(chunk)
                 outputs.append(out)
                 await ws.send_bytes(out.astype("<f4").tobytes())
-            elif message.type == WSMsgType.TEXT and json.loads(message.data).get("type") == "stop":
+            elif message.type == WSMsgType.TEXT and _is_stop(message.data):
                 if inputs:
                     rest = session.finish()
                     outputs.append(rest)
@@ -364,6 +365,13 @@ async def _drain(request) -> None:
     read = 0
     while read < DRAIN_LIMIT and (chunk := await request.content.read(1 << 16)):
         read += len(chunk)
+
+
+def _is_stop(text: str) -> bool:
+    try:
+        return json.loads(text).get("type") == "stop"
+    except (ValueError, AttributeError):
+        return False
 
 
 def _attachment(path: Path, name: str) -> web.FileResponse:

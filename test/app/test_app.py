@@ -102,6 +102,31 @@ def multipart(files, fields=None):
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
+def live_replies(url, *messages):
+    """The JSON replies of /ws/live to ``messages`` (bytes or text), binary replies skipped."""
+    import asyncio
+
+    import aiohttp
+
+    async def talk():
+        replies = []
+        async with aiohttp.ClientSession() as client, client.ws_connect(url.replace("http", "ws", 1)) as ws:
+            for message in (None, *messages):
+                if isinstance(message, bytes):
+                    await ws.send_bytes(message)
+                elif message is not None:
+                    await ws.send_str(message)
+                reply = await ws.receive(timeout=30)
+                while reply.type == aiohttp.WSMsgType.BINARY:
+                    reply = await ws.receive(timeout=30)
+                if reply.type != aiohttp.WSMsgType.TEXT:
+                    break
+                replies.append(json.loads(reply.data))
+        return replies
+
+    return asyncio.run(talk())
+
+
 def wav_bytes(x: np.ndarray, rate: int = 16000) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, x, rate, format="WAV", subtype="PCM_16")
@@ -131,6 +156,7 @@ def test_server_refuses_oversized_non_audio_and_outside_requests(server):
     assert request(f"{server.url}/api/recordings/other", b"", method="POST")[0] == 400
     assert request(f"{server.url}/files/enhanced/%2E%2E%2F%2E%2E%2Fsecret")[0] in (403, 404)
     assert request(f"{server.url}/files/recordings/noisy/x.wav")[0] == 404  # only results are served
+    assert "not causal" in live_replies(f"{server.url}/ws/live?model=generalist")[0]["message"]
     status, answer = request(f"{server.url}/api/models/personal/download?format=zip")
     assert status == 404 and "personalize first" in answer["error"]
     status, answer = request(f"{server.url}/api/personalize", b'{"max_epochs": 3}', headers={"Content-Type": "application/json"})
@@ -277,7 +303,10 @@ def test_the_page_personalizes_enhances_downloads_and_listens_live(server, brows
     (tmp_path / "live.onnx").write_bytes(request(onnx_href)[1])
     assert ort.InferenceSession(str(tmp_path / "live.onnx"), providers=["CPUExecutionProvider"]).get_inputs()
 
-    # Live: the microphone through the personal model; equal to offline causal enhancement.
+    # Live: a malformed message ends a session with a reason; then the microphone through the
+    # personal model, equal to offline causal enhancement.
+    ready, refused = live_replies(f"{server.url}/ws/live?model=personal", b"abc")
+    assert ready["type"] == "ready" and "finite float32 samples" in refused["message"]
     driver.find_element("id", "live-start").click()
     live_status = driver.find_element("id", "live-status")
     wait_for(lambda: "round trip" in live_status.text, 30, "live audio")
