@@ -6,32 +6,31 @@ from typing import Dict, Optional
 import numpy as np
 
 from espnet2_pse.data.audio import resample
+from espnet2_pse.scoring.files import atomic_write
 
 SCORE_RATE = 16000
 
 
-def spectrogram_png(x: np.ndarray, sample_rate: int, path: Path, title: str, vmax_db: float) -> Path:
-    """A log-magnitude spectrogram (32-ms Hann frames, 8-ms hop, 80 dB range under
-    ``vmax_db``) as a PNG: the same range for both sides of an A/B pair."""
+def spectrogram_pngs(signals: Dict[str, np.ndarray], sample_rate: int, folder: Path, label: str) -> Dict[str, Path]:
+    """``{name: (T,) signal}`` -> ``{name: <folder>/<name>.png}``: log-magnitude spectrograms
+    (32-ms Hann frames, 8-ms hop) on one 80-dB scale under the loudest bin of them all, so
+    that the two sides of an A/B pair compare by eye."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    freqs, times, db = _spectrogram_db(x, sample_rate)
-    fig, ax = plt.subplots(figsize=(6.4, 2.6), dpi=100)
-    ax.pcolormesh(times, freqs / 1000, db, shading="auto", cmap="magma", vmin=vmax_db - 80, vmax=vmax_db)
-    ax.set(title=title, xlabel="time (s)", ylabel="kHz")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def peak_db(x: np.ndarray, sample_rate: int) -> float:
-    return float(_spectrogram_db(x, sample_rate)[2].max())
+    spectra = {name: _spectrogram_db(x, sample_rate) for name, x in signals.items()}
+    top = max(float(db.max()) for _, _, db in spectra.values())
+    paths = {}
+    for name, (freqs, times, db) in spectra.items():
+        fig, ax = plt.subplots(figsize=(6.4, 2.6), dpi=100)
+        ax.pcolormesh(times, freqs / 1000, db, shading="auto", cmap="magma", vmin=top - 80, vmax=top)
+        ax.set(title=f"{name} ({label})", xlabel="time (s)", ylabel="kHz")
+        fig.tight_layout()
+        paths[name] = atomic_write(folder / f"{name}.png", fig.savefig)
+        plt.close(fig)
+    return paths
 
 
 def _spectrogram_db(x: np.ndarray, sample_rate: int):

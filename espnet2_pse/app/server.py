@@ -35,6 +35,7 @@ from espnet2_pse.app import media
 from espnet2_pse.app.jobs import PersonalizeJob, parse_personalize_args
 from espnet2_pse.app.workspace import KINDS, Workspace, load_upload, safe_stem, write_float_wav
 from espnet2_pse.data.audio import AudioError, resample
+from espnet2_pse.scoring.files import load_mono
 
 logger = logging.getLogger(__name__)
 
@@ -247,10 +248,9 @@ class App:
         upload.replace(source)
         target = folder / f"{stem}_enhanced.wav"
         enhancer.enhance_file(source, target)
-        enhanced = _read_mono(target, 16000)
-        top = max(media.peak_db(noisy, 16000), media.peak_db(enhanced, 16000))
-        pictures = {name: media.spectrogram_png(x, 16000, folder / f"{name}.png", f"{name} ({stem})", top)
-                    for name, x in (("noisy", noisy), ("enhanced", enhanced))}
+        enhanced, rate = load_mono(target)
+        enhanced = resample(enhanced.astype(np.float32), rate, 16000)
+        pictures = media.spectrogram_pngs({"noisy": noisy, "enhanced": enhanced}, 16000, folder, stem)
         urls = self.workspace.url
         return {
             "name": filename, "model": model_id, "seconds": round(len(noisy) / 16000, 2),
@@ -376,14 +376,6 @@ def _is_stop(text: str) -> bool:
 
 def _attachment(path: Path, name: str) -> web.FileResponse:
     return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _read_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """An enhanced file (trusted: written here, mono) at ``sample_rate``."""
-    import soundfile as sf
-
-    x, rate = sf.read(str(path), dtype="float32")
-    return resample(x, rate, sample_rate)
 
 
 def get_parser() -> argparse.ArgumentParser:

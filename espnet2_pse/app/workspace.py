@@ -15,7 +15,6 @@ paths, only as labels turned into safe file names.
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import uuid
@@ -27,6 +26,7 @@ import soundfile as sf
 
 from espnet2_pse.data.audio import AudioError, fit_peak, load_audio, write_wav
 from espnet2_pse.data.user import UserConfig
+from espnet2_pse.scoring.files import atomic_write, atomic_write_text
 
 KINDS = ("noisy", "clean")
 # personalize skips shorter recordings: refuse them at the upload instead.
@@ -129,15 +129,12 @@ def _unused(folder: Path, stem: str, suffix: str) -> Path:
 
 def write_float_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
     """(T,) float32 as a 32-bit float WAV (exact samples, for comparisons), written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), np.asarray(x, np.float32), sample_rate, subtype="FLOAT", format="WAV")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: sf.write(tmp, np.asarray(x, np.float32), sample_rate, subtype="FLOAT",
+                                            format="WAV"))
 
 
 def write_json(path: Path, data: Dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def read_json_or_none(path: Path):
