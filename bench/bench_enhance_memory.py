@@ -65,7 +65,7 @@ def build_model(folder: Path) -> Path:
     import torch
     import yaml
 
-    from espnet2_pse.bin.personalize import model_section
+    from espnet2_pse.bin.personalize_models import model_section
     from espnet2_pse.tasks.pse import PSETask
 
     config = {**model_section("cpu"), "use_tensorboard": False, "use_matplotlib": False}

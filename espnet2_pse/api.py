@@ -275,6 +275,7 @@ def personalize(
             training; the message says which.
     """
     from espnet2_pse.bin import personalize as command
+    from espnet2_pse.bin.personalize_progress import remove_logging, setup_logging
 
     argv = ["--noisy_dir", str(noisy_dir), "--out", str(out)]
     if clean_dir is not None:
@@ -282,11 +283,11 @@ def personalize(
     argv += options_to_argv(command.get_parser(), options)
     args = command.get_parser().parse_args(argv)
     command.check_args(args)
-    handlers = command.setup_logging(command.work_dir_of(args), terminal=not quiet)
+    handlers = setup_logging(command.work_dir_of(args), terminal=not quiet)
     try:
         written = command.personalize(args, progress=progress)
     finally:
-        command.remove_logging(handlers)
+        remove_logging(handlers)
     return load(written)
 
 

@@ -19,7 +19,9 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
   2. zsl: zero-shot PseudoSE training through ``PSETask``, from the base model (by default the
      shipped generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the
      input; the target is half the recording, half the base model's enhancement of it
-     (``--teacher_weight``, 0.5 by default). Training runs ``--max_epoch`` epochs (the budget
+     (``--teacher_weight``, 0.5 by default); the loss is the SNR plus a compressed spectral
+     distance (``--spectral_weight``), which ``--spectral_reference teacher`` scores against
+     the base's enhancement alone. Training runs ``--max_epoch`` epochs (the budget
      is counted in work, so a busy machine gives the same model, later); the last epoch is
      kept (with ``--teacher_weight 0``: the epoch with the best loss on the held-out preval
      pseudo-mixtures). ``--budget_minutes`` optionally caps the wall-clock time, and the
@@ -35,7 +37,6 @@ same model comes out (CPU; GPU kernels may differ in the last bits).
 
 import argparse
 import contextlib
-import copy
 import logging
 import os
 import shlex
@@ -47,7 +48,15 @@ from typing import Callable, Dict, List, Optional
 import torch
 import yaml
 
-from espnet2_pse.bin.personalize_progress import PersonalizeTask, Progress, ProgressTrainer
+from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
+from espnet2_pse.bin.personalize_progress import (
+    PersonalizeTask,
+    Progress,
+    ProgressTrainer,
+    espnet_prints_to_log,
+    remove_logging,
+    setup_logging,
+)
 from espnet2_pse.inference.model_loading import resolve_model
 
 logger = logging.getLogger("espnet2_pse.personalize")
@@ -76,43 +85,6 @@ DEFAULT_TALKER_PROB = 0.5
 DEFAULT_DATA_OPTS = ("--corpus debian_real --debian_targets festru_ru --debian_target_minutes 2 "
                      "--debian_other_minutes 0.4 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
                      "--user_preval_seconds 60 --user_fsl_val_seconds 10")
-# Keys of a training config that define the network (taken from --base when given).
-MODEL_KEYS = ("encoder", "encoder_conf", "separator", "separator_conf", "decoder", "decoder_conf",
-              "mask_module", "mask_module_conf", "model_conf")
-_STFT = {"n_fft": 512, "win_length": 512, "hop_length": 128, "window": "hann"}
-# --model_size (with --base none): "stft" and "cpu" are sized for a laptop CPU (the cpu
-# model's 2 ms encoder hop is stride 16 at 16 kHz); the others are the paper's sizes.
-_MODELS = {
-    "stft": {"encoder": "stft", "encoder_conf": dict(_STFT), "decoder": "stft", "decoder_conf": dict(_STFT),
-             "separator": "conv_tasnet_skip",
-             "separator_conf": {"layer": 7, "stack": 2, "bottleneck_dim": 64, "hidden_dim": 256, "skip_dim": 64,
-                                "magnitude_exponent": 0.3}},
-    "cpu": {"encoder": "conv", "encoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
-            "decoder": "conv", "decoder_conf": {"channel": 64, "kernel_size": 32, "stride": 16},
-            "separator": "conv_tasnet_skip",
-            "separator_conf": {"layer": 6, "stack": 1, "bottleneck_dim": 16, "hidden_dim": 32, "skip_dim": 16}},
-}
-MODEL_SIZES = ("stft", "cpu", "tiny", "small", "medium", "large")
-
-
-def model_section(size: str) -> Dict:
-    if size in _MODELS:
-        return copy.deepcopy(_MODELS[size])
-    conv = {"channel": 512, "kernel_size": 16, "stride": 8}
-    return {"encoder": "conv", "encoder_conf": dict(conv), "decoder": "conv", "decoder_conf": dict(conv),
-            "separator": "conv_tasnet_skip", "separator_conf": {"preset": size}}
-
-
-def causal_section(model: Dict) -> Dict:
-    """The same network, causal: left-only convolutions and cumulative norms (same weights)."""
-    if model.get("separator") != "conv_tasnet_skip":
-        raise ValueError(f"--causal needs a conv_tasnet_skip network, got separator {model.get('separator')!r}")
-    conf = dict(model.get("separator_conf") or {})
-    if conf.get("norm_type") not in (None, "gLN", "cLN", "chLN"):
-        raise ValueError(f"--causal: norm_type {conf['norm_type']!r} has no causal counterpart")
-    conf["causal"] = True
-    conf["norm_type"] = "chLN" if conf.get("norm_type") == "chLN" else "cLN"
-    return {**model, "separator_conf": conf}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -181,6 +153,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--spectral_weight", type=float, default=DEFAULT_SPECTRAL_WEIGHT,
                    help="weight of the compressed spectral distance (pse_distance 'cspec', dB) added to the SNR "
                    "loss in both steps (0: SNR alone)")
+    g.add_argument("--spectral_reference", choices=("target", "teacher"), default="target",
+                   help="what the zero-shot spectral term scores against: the SNR term's target (the blend of "
+                   "--teacher_weight) or the base model's enhancement alone, whose background is cleaner")
     g = p.add_argument_group("few-shot fine-tuning (with --clean_dir)")
     g.add_argument("--fsl_max_epoch", type=int, default=DEFAULT_FSL_EPOCHS, help="length of the fine-tuning in epochs")
     g.add_argument("--fsl_budget_minutes", type=float, default=None,
@@ -215,14 +190,20 @@ def prepare_data(args, data_root: Path) -> Path:
 
 
 def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr: float, max_epoch: int,
-                    dp: bool) -> Dict:
-    """ESPnet training options: defaults, then --config, then this step's lr and epochs."""
+                    dp: bool, spectral_reference: str = "target") -> Dict:
+    """ESPnet training options: defaults, then --config, then this step's lr and epochs.
+
+    ``spectral_reference`` "teacher": the spectral term scores against the teacher's output
+    (``objective_conf`` must then ask PseudoSE for it with ``teacher_reference``)."""
     distance = {"distance": "snr", "segmental": True} if dp else {"distance": "snr"}
     criterions = [{"name": "pse_distance", "conf": distance,
                    "wrapper": "dp_fixed_order" if dp else "fixed_order", "wrapper_conf": {"weight": 1.0}}]
     if args.spectral_weight:
-        criterions.append({"name": "pse_distance", "conf": {"distance": "cspec"}, "wrapper": "fixed_order",
-                           "wrapper_conf": {"weight": args.spectral_weight}})
+        spectral = {"name": "pse_distance", "conf": {"distance": "cspec"}, "wrapper": "fixed_order",
+                    "wrapper_conf": {"weight": args.spectral_weight}}
+        if spectral_reference == "teacher":  # our wrapper reads the teacher's output from the batch
+            spectral.update(wrapper="dp_fixed_order", wrapper_conf={**spectral["wrapper_conf"], "reference": "teacher"})
+        criterions.append(spectral)
     config = {
         **model,
         "criterions": criterions,
@@ -313,14 +294,6 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
     return best
 
 
-@contextlib.contextmanager
-def espnet_prints_to_log(work: Path):
-    """ESPnet prints its command lines and archive members: into the work dir's log, not the terminal."""
-    with open(work / "personalize.log", "a", encoding="utf-8") as log, \
-            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
-
-
 def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:
     """``espnet2.bin.pack enh`` into ``out`` via a temporary name.
 
@@ -376,6 +349,12 @@ def check_args(args) -> None:
             raise ValueError(f"--{name} must be at least 1")
     if args.spectral_weight < 0:
         raise ValueError(f"--spectral_weight must be >= 0, got {args.spectral_weight}")
+    if args.spectral_reference == "teacher" and not (args.spectral_weight and args.teacher_weight > 0):
+        raise ValueError("--spectral_reference teacher needs a spectral term (--spectral_weight > 0) and a teacher "
+                         "(--teacher_weight > 0)")
+    if args.spectral_reference == "teacher" and args.dp_predictor_config:
+        raise ValueError("--spectral_reference teacher cannot be combined with DP weights (--dp_predictor_config): "
+                         "the spectral term is not segmental")
     if any(epoch < 1 for epoch in args.snapshot_epochs):
         raise ValueError(f"--snapshot_epochs {args.snapshot_epochs}: epochs count from 1")
 
@@ -413,7 +392,8 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     teacher = args.teacher_weight > 0
     if teacher:
         objective.update(teacher={"config": str(base_files.train_config), "model_file": str(base_files.model_file)},
-                         teacher_weight=args.teacher_weight)
+                         teacher_weight=args.teacher_weight,
+                         teacher_reference=args.spectral_reference == "teacher")
     dp = bool(args.dp_predictor_config)
     if dp:
         objective["dp_predictor"] = {"config": str(Path(args.dp_predictor_config).absolute()),
@@ -421,7 +401,7 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     logger.info("personalize: step 2/4 zero-shot %s training%s", args.method,
                 f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
     lr = args.lr if args.lr is not None else (3e-4 if base_files else 1e-3)
-    zsl_config = training_config(args, model, args.method, objective, lr, args.max_epoch, dp)
+    zsl_config = training_config(args, model, args.method, objective, lr, args.max_epoch, dp, args.spectral_reference)
     final_exp = work / "exp" / "zsl"
     cut_short: List[str] = []
     # The preval references are the noisy recordings themselves: their loss would favour models
@@ -450,7 +430,7 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     selected = Path(os.path.realpath(final)).relative_to(work).as_posix()
     summary.write_text(yaml.safe_dump({
         "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
-        "teacher_weight": args.teacher_weight,
+        "teacher_weight": args.teacher_weight, "spectral_reference": args.spectral_reference,
         "talker_prob": args.talker_prob,
         "few_shot": bool(args.clean_dir), "causal": args.causal, "selected_checkpoint": selected,
         "selection": ("valid loss on fsl_val" if args.clean_dir else
@@ -462,43 +442,6 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
         logger.warning("%s", line)
     report.step("done")
     return out
-
-
-def _terminal_record(record: logging.LogRecord) -> bool:
-    """What the terminal shows: this command's own lines, warnings of espnet2_pse, any error."""
-    if record.levelno >= logging.ERROR:
-        return True
-    return record.name.startswith("espnet2_pse") and (record.name == logger.name or record.levelno >= logging.WARNING)
-
-
-def setup_logging(work: Path, terminal: bool = True) -> List[logging.Handler]:
-    """Progress lines on the terminal (unless ``terminal`` is False); everything (ESPnet's
-    trainer log included) in ``<work>/personalize.log``. Returns the handlers added to the
-    root logger (undo with :func:`remove_logging`)."""
-    work.mkdir(parents=True, exist_ok=True)
-    log_path = work / "personalize.log"
-    fmt = logging.Formatter("%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    to_file = logging.FileHandler(log_path, encoding="utf-8")
-    to_file.setFormatter(fmt)
-    handlers: List[logging.Handler] = [to_file]
-    if terminal:
-        to_terminal = logging.StreamHandler(sys.stderr)
-        to_terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        to_terminal.addFilter(_terminal_record)
-        handlers.append(to_terminal)
-    root = logging.getLogger()
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)  # torch/ESPnet warnings go to the log file, not the terminal
-    return handlers
-
-
-def remove_logging(handlers: List[logging.Handler]) -> None:
-    logging.captureWarnings(False)
-    for handler in handlers:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def work_dir_of(args) -> Path:

@@ -1,11 +1,14 @@
 """Training side of ``personalize``: ESPnet's trainer with progress lines, an optional time cap,
-snapshots and stop requests, and the progress events of :func:`espnet2_pse.api.personalize`."""
+snapshots and stop requests, the progress events of :func:`espnet2_pse.api.personalize`, and
+where the command's output goes (terminal or the work dir's log)."""
 
+import contextlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from espnet2.train.reporter import aggregate
@@ -14,6 +17,7 @@ from espnet2.train.trainer import Trainer
 from espnet2_pse.tasks.pse import PSETask
 
 logger = logging.getLogger("espnet2_pse.personalize")
+
 
 class BudgetReached(Exception):
     """Raised before an epoch that would end after the time budget."""
@@ -145,3 +149,48 @@ class Progress:
     def _send(self, event: dict) -> None:
         if self.callback is not None:
             self.callback(event)
+
+
+@contextlib.contextmanager
+def espnet_prints_to_log(work: Path):
+    """ESPnet prints its command lines and archive members: into the work dir's log, not the terminal."""
+    with open(work / "personalize.log", "a", encoding="utf-8") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
+def _terminal_record(record: logging.LogRecord) -> bool:
+    """What the terminal shows: this command's own lines, warnings of espnet2_pse, any error."""
+    if record.levelno >= logging.ERROR:
+        return True
+    return record.name.startswith("espnet2_pse") and (record.name == logger.name or record.levelno >= logging.WARNING)
+
+
+def setup_logging(work: Path, terminal: bool = True) -> List[logging.Handler]:
+    """Progress lines on the terminal (unless ``terminal`` is False); everything (ESPnet's
+    trainer log included) in ``<work>/personalize.log``. Returns the handlers added to the
+    root logger (undo with :func:`remove_logging`)."""
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "personalize.log"
+    fmt = logging.Formatter("%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    to_file = logging.FileHandler(log_path, encoding="utf-8")
+    to_file.setFormatter(fmt)
+    handlers: List[logging.Handler] = [to_file]
+    if terminal:
+        to_terminal = logging.StreamHandler(sys.stderr)
+        to_terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        to_terminal.addFilter(_terminal_record)
+        handlers.append(to_terminal)
+    root = logging.getLogger()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)  # torch/ESPnet warnings go to the log file, not the terminal
+    return handlers
+
+
+def remove_logging(handlers: List[logging.Handler]) -> None:
+    logging.captureWarnings(False)
+    for handler in handlers:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

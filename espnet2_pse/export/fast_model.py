@@ -56,6 +56,11 @@ def build_frontend(encoder, decoder) -> FrontEnd:
 def build_mask_net(separator: torch.nn.Module) -> torch.nn.Module:
     """FusedTCN for ConvTasNetSkip, SeparatorMasks for GRUMaskNet."""
     if type(separator) is ConvTasNetSkip:
+        if separator.mask_type != "real":
+            raise UnsupportedModelError(
+                f"separator conv_tasnet_skip with mask_type '{separator.mask_type}': the fast paths "
+                "apply real masks only"
+            )
         return FusedTCN(separator)
     if type(separator) is GRUMaskNet:
         return SeparatorMasks(separator)

@@ -1,4 +1,5 @@
-"""Fixed-order loss wrapper that applies Data Purification (DP) weights."""
+"""Fixed-order loss wrapper that applies Data Purification (DP) weights and can score against
+the teacher's output instead of the objective's target."""
 
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Union
@@ -11,6 +12,9 @@ from espnet2_pse.losses.distances import weighted_frame_mean
 
 # Key of the DP weights in the ``others`` dict that ESPnet passes to every wrapper.
 DP_WEIGHT_KEY = "dp_weight"
+# Key of the teacher's output (B, T) that PseudoSE adds with teacher_reference: true.
+TEACHER_REFERENCE_KEY = "teacher_reference"
+REFERENCES = ("target", "teacher")
 
 Weights = Union[None, torch.Tensor, Sequence[torch.Tensor]]
 
@@ -28,18 +32,27 @@ class DPWeightedFixedOrder(AbsLossWrapper):
     - a (B,) tensor: per-example weights, loss = mean_b(w_b * l_b), not renormalised;
     - a list with one such tensor per source.
 
+    With ``reference: teacher`` the single reference is ``others["teacher_reference"]`` (the
+    teacher's output that PseudoSE passes with ``teacher_reference: true``) when the batch has
+    one, and the given reference otherwise (validation on real mixtures): one criterion can
+    then learn from the teacher alone while another learns from the blended target.
+
     YAML: ``{name: pse_distance, conf: {segmental: true}, wrapper: dp_fixed_order,
     wrapper_conf: {weight: 1.0}}``.
 
     Args:
         criterion: the distance (an ESPnet AbsEnhLoss).
         weight: weight of this loss in ESPnet's multi-task sum.
+        reference: "target" (the objective's target, the default) or "teacher".
     """
 
-    def __init__(self, criterion: AbsEnhLoss, weight: float = 1.0):
+    def __init__(self, criterion: AbsEnhLoss, weight: float = 1.0, reference: str = "target"):
         super().__init__()
+        if reference not in REFERENCES:
+            raise ValueError(f"dp_fixed_order: reference '{reference}' is not one of {REFERENCES}")
         self.criterion = criterion
         self.weight = weight
+        self.reference = reference
 
     def forward(
         self,
@@ -61,7 +74,12 @@ class DPWeightedFixedOrder(AbsLossWrapper):
         if len(ref) != len(inf):
             raise ValueError(f"dp_fixed_order: {len(ref)} references but {len(inf)} estimates")
         num_spk = len(ref)
-        weights = self._per_source((others or {}).get(DP_WEIGHT_KEY), num_spk)
+        others = others or {}
+        weights = self._per_source(others.get(DP_WEIGHT_KEY), num_spk)
+        if self.reference == "teacher" and others.get(TEACHER_REFERENCE_KEY) is not None:
+            if num_spk != 1:
+                raise ValueError(f"dp_fixed_order: reference 'teacher' has one output, not {num_spk}")
+            ref = [others[TEACHER_REFERENCE_KEY]]
 
         loss = 0.0
         stats = defaultdict(list)

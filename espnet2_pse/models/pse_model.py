@@ -5,6 +5,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from espnet2.enh.espnet_model import ESPnetEnhancementModel
 
+from espnet2_pse.losses.wrappers import DP_WEIGHT_KEY, TEACHER_REFERENCE_KEY
 from espnet2_pse.ssl.abs_objective import AbsSSLObjective
 from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY
 
@@ -79,11 +80,14 @@ class PSEModel(ESPnetEnhancementModel):
         target: torch.Tensor,
         additional: Dict[str, torch.Tensor],
         dp_weight: Optional[torch.Tensor] = None,
+        teacher_reference: Optional[torch.Tensor] = None,
     ):
         """Enhance ``speech_mix`` (B, T) and score it against ``target`` (B, T).
 
         The configured ``criterions`` compute the loss; ``dp_weight`` ((B, F) frame or (B,)
-        example weights) reaches the loss wrappers through ``others["dp_weight"]``.
+        example weights) reaches the loss wrappers through ``others["dp_weight"]``, and
+        ``teacher_reference`` (B, T) through ``others["teacher_reference"]`` (for wrappers
+        with ``reference: teacher``).
         Returns (loss, stats, weight, enhanced (B, T)).
         """
         if speech_lengths is None:
@@ -94,7 +98,9 @@ class PSEModel(ESPnetEnhancementModel):
             speech_mix, speech_lengths, additional
         )
         if dp_weight is not None:
-            others = {**others, "dp_weight": dp_weight}
+            others = {**others, DP_WEIGHT_KEY: dp_weight}
+        if teacher_reference is not None:
+            others = {**others, TEACHER_REFERENCE_KEY: teacher_reference}
         loss, stats, weight, _ = self.forward_loss(
             speech_pre, speech_lengths, feature_mix, feature_pre, others, [target], num_spk=1
         )

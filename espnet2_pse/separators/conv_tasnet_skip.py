@@ -9,8 +9,11 @@ from torch_complex.tensor import ComplexTensor
 
 from espnet2_pse.separators.masks import (
     apply_mask_nonlinear,
+    bounded_complex_mask,
     check_exponent,
     check_mask_nonlinear,
+    check_mask_type,
+    complex_features,
     real_features,
 )
 from espnet2_pse.separators.presets import resolve_sizes
@@ -87,6 +90,9 @@ class ConvTasNetSkip(AbsSeparator):
         nonlinear: mask nonlinearity, "sigmoid", "relu" or "softmax" (over speakers).
         magnitude_exponent: features are |X|**exponent (1: the magnitude; 0.3 compresses an
             STFT's range); the masks still multiply the encoder output itself.
+        mask_type: "real" (a mask on the magnitude features, the default) or "complex" (STFT
+            encoders only: the network also sees the compressed complex spectrum and predicts
+            a complex mask whose modulus is tanh-bounded below one, so it can correct phase).
     """
 
     def __init__(
@@ -104,10 +110,13 @@ class ConvTasNetSkip(AbsSeparator):
         norm_type: Optional[str] = None,
         nonlinear: str = "sigmoid",
         magnitude_exponent: float = 1.0,
+        mask_type: str = "real",
     ):
         super().__init__()
         name = type(self).__name__
         check_exponent(name, magnitude_exponent)
+        check_mask_type(name, mask_type, nonlinear)
+        self.mask_type = mask_type
         self.magnitude_exponent = magnitude_exponent
         sizes = resolve_sizes(
             name,
@@ -147,9 +156,13 @@ class ConvTasNetSkip(AbsSeparator):
         self.bottleneck_dim, self.hidden_dim = sizes["bottleneck_dim"], sizes["hidden_dim"]
         self.skip_dim, self.kernel = sizes["skip_dim"], sizes["kernel"]
 
+        # A complex mask network reads |X|^e and the real and imaginary parts of the
+        # compressed spectrum, and writes a real and an imaginary score per bin.
+        parts = 3 if mask_type == "complex" else 1
+        self.mask_parts = 2 if mask_type == "complex" else 1
         # The input norm uses the blocks' norm type, as in asteroid (gLN would leak the future).
-        self.input_norm = make_norm(norm_type, input_dim)
-        self.bottleneck = torch.nn.Conv1d(input_dim, self.bottleneck_dim, 1)
+        self.input_norm = make_norm(norm_type, parts * input_dim)
+        self.bottleneck = torch.nn.Conv1d(parts * input_dim, self.bottleneck_dim, 1)
         self.blocks = torch.nn.ModuleList(
             TCNBlock(
                 in_channels=self.bottleneck_dim,
@@ -169,7 +182,7 @@ class ConvTasNetSkip(AbsSeparator):
         # find_unused_parameters does not wait for its gradient.
         self.blocks[-1].res_conv.requires_grad_(False)
         self.mask_act = torch.nn.PReLU()
-        self.mask_conv = torch.nn.Conv1d(self.skip_dim, num_spk * input_dim, 1)
+        self.mask_conv = torch.nn.Conv1d(self.skip_dim, num_spk * self.mask_parts * input_dim, 1)
 
     @property
     def num_spk(self) -> int:
@@ -264,16 +277,24 @@ class ConvTasNetSkip(AbsSeparator):
         return masked, {"input_norm": norm_state, "blocks": block_states}, others
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
-        """Real features (B, T, N): the magnitude of a complex input."""
+        """Real features: (B, T, N) magnitudes, or (B, T, 3N) for a complex mask."""
+        if self.mask_type == "complex":
+            return complex_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
         return real_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
 
     def _apply_masks(self, input, skip_sum: torch.Tensor) -> Tuple[List, OrderedDict]:
         """Skip-path sum (B, Sc, T) -> masked inputs and {"mask_spk1": (B, T, N), ...}."""
         batch, _, frames = skip_sum.shape
         scores = self.mask_conv(self.mask_act(skip_sum))  # (B, num_spk * N, T)
-        scores = scores.view(batch, self.num_spk, self.input_dim, frames)
-        masks = apply_mask_nonlinear(scores, self.nonlinear, spk_dim=1)
-        masks = masks.transpose(2, 3).unbind(dim=1)  # num_spk x (B, T, N)
+        if self.mask_type == "complex":
+            scores = scores.view(batch, self.num_spk, 2, self.input_dim, frames).transpose(3, 4)
+            real, imag = bounded_complex_mask(scores[:, :, 0], scores[:, :, 1])
+            make = ComplexTensor if isinstance(input, ComplexTensor) else torch.complex
+            masks = make(real, imag).unbind(dim=1)  # num_spk x (B, T, N), complex
+        else:
+            scores = scores.view(batch, self.num_spk, self.input_dim, frames)
+            masks = apply_mask_nonlinear(scores, self.nonlinear, spk_dim=1)
+            masks = masks.transpose(2, 3).unbind(dim=1)  # num_spk x (B, T, N)
         masked = [input * m for m in masks]
         others = OrderedDict((f"mask_spk{i + 1}", m) for i, m in enumerate(masks))
         return masked, others

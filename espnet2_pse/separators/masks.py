@@ -4,6 +4,7 @@ import torch
 from espnet2.enh.layers.complex_utils import is_complex
 
 MASK_NONLINEARS = ("sigmoid", "relu", "softmax")
+MASK_TYPES = ("real", "complex")
 
 
 def check_mask_nonlinear(owner: str, nonlinear: str, num_spk: int) -> None:
@@ -51,3 +52,38 @@ def real_features(owner: str, input, input_dim: int, exponent: float = 1.0) -> t
 def check_exponent(owner: str, exponent: float) -> None:
     if not 0.0 < exponent <= 1.0:
         raise ValueError(f"{owner}: magnitude_exponent must be in (0, 1], got {exponent!r}")
+
+
+def check_mask_type(owner: str, mask_type: str, nonlinear: str) -> None:
+    """Raise ValueError naming ``owner`` for an unknown mask type or a nonlinearity it cannot use."""
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"{owner}: mask_type '{mask_type}' is not one of {MASK_TYPES}")
+    if mask_type == "complex" and nonlinear != "sigmoid":
+        raise ValueError(
+            f"{owner}: a complex mask is bounded by its own tanh of the modulus; "
+            f"nonlinear must stay 'sigmoid' (the default), got '{nonlinear}'"
+        )
+
+
+def complex_features(owner: str, input, input_dim: int, exponent: float) -> torch.Tensor:
+    """(B, T, 3N) features of a complex input: |X|^e and its real and imaginary parts.
+
+    The compressed complex spectrum |X|^e * X/|X| carries the phase that a magnitude-only
+    network cannot see; a network predicting a complex mask needs it.
+    """
+    if not is_complex(input):
+        raise ValueError(f"{owner}: mask_type 'complex' needs a complex encoder output (encoder: stft)")
+    magnitude = real_features(owner, input, input_dim, exponent)
+    scale = magnitude / abs(input).clamp_min(1e-8)
+    return torch.cat([magnitude, input.real * scale, input.imag * scale], dim=-1)
+
+
+def bounded_complex_mask(real: torch.Tensor, imag: torch.Tensor):
+    """Raw (real, imag) scores -> mask real and imaginary parts, modulus tanh(|score|) < 1.
+
+    The polar bound keeps the mask's phase free while its gain stays below one like a
+    sigmoid mask's (the bounded "E" mask of DCCRN).
+    """
+    modulus = torch.sqrt(real**2 + imag**2 + 1e-12)
+    gain = torch.tanh(modulus) / modulus
+    return real * gain, imag * gain

@@ -17,7 +17,10 @@ class PseudoSE(OnTheFlyObjective):
     With a ``teacher`` (a trained enhancement model, {config: ..., model_file: ...}), its
     output t = T(s~) cleans the pseudo-target: the target becomes
     ``teacher_weight * t + (1 - teacher_weight) * s~``, and with ``teacher_input`` the noise
-    is injected into t instead of s~ (the student then learns t + n -> t).
+    is injected into t instead of s~ (the student then learns t + n -> t). With
+    ``teacher_reference`` the batch also carries t itself (``others["teacher_reference"]``), so
+    that a loss wrapper with ``reference: teacher`` scores against the teacher alone while the
+    others score against the blend.
 
     With ``talker_scp`` (other voices' utterances) a share ``talker_prob`` of the inputs also
     holds one interfering talker at ``talker_tir_range`` dB against s~, a share
@@ -30,7 +33,7 @@ class PseudoSE(OnTheFlyObjective):
     """
 
     def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
-                 teacher_input: bool = False, talker_scp: Union[None, str, Sequence[str]] = None,
+                 teacher_input: bool = False, teacher_reference: bool = False, talker_scp: Union[None, str, Sequence[str]] = None,
                  talker_prob: float = 0.5, talker_tir_range: Sequence[float] = (0.0, 10.0),
                  talker_alone_prob: float = 0.25, talker_utt2spk: Optional[str] = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,11 +48,12 @@ class PseudoSE(OnTheFlyObjective):
             raise ValueError(f"teacher needs exactly the keys 'config' and 'model_file', got {sorted(teacher)}")
         if not 0.0 <= teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight}")
-        if teacher is None and teacher_input:
-            raise ValueError("teacher_input: true needs a teacher")
+        if teacher is None and (teacher_input or teacher_reference):
+            raise ValueError("teacher_input and teacher_reference need a teacher")
         self.teacher_files = teacher
         self.teacher_weight = teacher_weight
         self.teacher_input = teacher_input
+        self.teacher_reference = teacher_reference
         self._teacher = None
 
     def _teacher_outputs(self, pseudo_source: torch.Tensor) -> torch.Tensor:
@@ -63,10 +67,11 @@ class PseudoSE(OnTheFlyObjective):
     def make_batch(self, speech: torch.Tensor, mask: torch.Tensor,
                    speakers: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """(B, T) speech crops (and their (B,) speaker indices, for ``talker_utt2spk``) -> dict
-        of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB)."""
+        of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB); with ``teacher_reference``
+        also the (B, T) ``teacher`` output, scaled like the target."""
         batch, length = speech.shape
         target = self.mixer.pseudo_source(speech, self.generator) * mask
-        source = target
+        source, cleaned = target, None
         if self.teacher_files is not None:
             cleaned = self._teacher_outputs(target) * mask
             if self.teacher_input:
@@ -80,9 +85,13 @@ class PseudoSE(OnTheFlyObjective):
         mixture = self.inject(source, noise, snr, mask)
         if talker is not None:
             mixture = mixture + talker * mask
+        extra = [cleaned] if self.teacher_reference else []
         if self.batch_scaling:
-            mixture, target = scale_batch(mixture, target)
-        return {"input": mixture, "target": target, "snr": snr}
+            mixture, target, *extra = scale_batch(mixture, target, *extra)
+        made = {"input": mixture, "target": target, "snr": snr}
+        if extra:
+            made["teacher"] = extra[0]
+        return made
 
     def __call__(
         self,
@@ -100,5 +109,6 @@ class PseudoSE(OnTheFlyObjective):
             made["target"],
             additional,
             dp_weight=self.dp_weights(made["target"]),
+            teacher_reference=made.get("teacher"),
         )
         return loss, stats, weight

@@ -51,6 +51,12 @@ def test_unsupported_models_are_named():
         make_backend(model, "torch")
     with pytest.raises(ValueError, match="speaker-conditioned"):
         make_backend(enh_model("conv", SMALL_TCN), "onnx", conditioned=True)
+    # A complex mask runs through ESPnet's path, with the reason named.
+    complex_mask = enh_model("stft", {**SMALL_TCN, "magnitude_exponent": 0.3, "mask_type": "complex"})
+    with pytest.raises(UnsupportedModelError, match="mask_type 'complex'"):
+        FastEnhancer.from_espnet(complex_mask)
+    assert make_backend(complex_mask, "auto") is None
+    assert np.std(espnet_output(complex_mask, make_signal(0.5))) > 1e-3
 
 
 def test_backends_agree():

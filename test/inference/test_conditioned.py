@@ -335,8 +335,8 @@ def test_the_shipped_conditioned_model_keeps_the_enrolled_voice(tmp_path):
 
     model = REPO / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
     voices = {"a": ("fillets_cs", "m"), "b": ("fillets_nl", "v")}
-    for name, (prefix, voice) in voices.items():
-        sf.write(str(tmp_path / f"enroll_{name}.wav"), _real_voice(prefix, voice, 0, 5.0), 16000)
+    for name, (prefix, variant) in voices.items():
+        sf.write(str(tmp_path / f"enroll_{name}.wav"), _real_voice(prefix, variant, 0, 5.0), 16000)
     (tmp_path / "mix").mkdir()
     sources = []
     for i in range(3):

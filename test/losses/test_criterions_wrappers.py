@@ -85,6 +85,20 @@ def test_example_weights_and_per_source_lists():
     torch.testing.assert_close(loss, want)
 
 
+def test_teacher_reference_replaces_the_target_when_the_batch_has_one():
+    est, ref = _pair()
+    teacher = ref + 0.1
+    criterion = PSEDistanceLoss(distance="cspec")
+    wrapper = DPWeightedFixedOrder(criterion, reference="teacher")
+    with_teacher = wrapper([ref], [est], {"teacher_reference": teacher})[0]
+    torch.testing.assert_close(with_teacher, criterion(teacher, est).mean())
+    # Without one (validation on real mixtures) it scores against the given reference.
+    torch.testing.assert_close(wrapper([ref], [est], {})[0], criterion(ref, est).mean())
+    assert not torch.allclose(with_teacher, criterion(ref, est).mean())
+    with pytest.raises(ValueError, match="reference 'student' is not one of"):
+        DPWeightedFixedOrder(criterion, reference="student")
+
+
 def test_weight_errors_name_the_problem():
     est, ref = _pair()
     frames = torch.ones(4, 3000 // 256 + 1)

@@ -136,6 +136,13 @@ def test_teacher_targets_blend_and_stay_out_of_the_state_dict(tiny_corpus, teach
     # The teacher is a plain attribute of the objective: a model trained with it saves the
     # same keys as without it.
     assert objective._teacher is not None and not isinstance(objective, torch.nn.Module)
+    # teacher_reference: the batch also carries the teacher's output, scaled like the target.
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), teacher=files, teacher_weight=0.5,
+                         teacher_reference=True)
+    made = objective.make_batch(speech, ones_mask(speech))
+    scale = (0.5 * cleaned + 0.5 * speech).div(made["target"]).median()
+    assert made["input"].abs().max() == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(made["teacher"] * scale, cleaned, atol=1e-4)
 
 
 def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):
@@ -144,8 +151,9 @@ def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):
         PseudoSE(inject_noise_scp=noise, teacher={"config": "c.yaml"})
     with pytest.raises(ValueError, match="teacher_weight must be in"):
         PseudoSE(inject_noise_scp=noise, teacher={"config": "c", "model_file": "m"}, teacher_weight=1.5)
-    with pytest.raises(ValueError, match="teacher_input: true needs a teacher"):
-        PseudoSE(inject_noise_scp=noise, teacher_input=True)
+    for option in ("teacher_input", "teacher_reference"):
+        with pytest.raises(ValueError, match="teacher_input and teacher_reference need a teacher"):
+            PseudoSE(inject_noise_scp=noise, **{option: True})
     missing = PseudoSE(inject_noise_scp=noise, teacher={"config": str(teacher_dir / "config.yaml"),
                                                         "model_file": str(teacher_dir / "nope.pth")})
     with pytest.raises(FileNotFoundError, match="teacher: no such file: .*nope.pth"):

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from espnet2_pse.bin import enhance, personalize
+from espnet2_pse.bin import enhance, personalize, personalize_progress
 from test.user.conftest import TINY_DATA_OPTS, mix_at, si_sdr, voice, write_user_recordings
 
 TINY_NETWORK = {
@@ -178,16 +178,17 @@ def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path,
 
 
 def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_path, caplog):
-    """With a base model, the zero-shot targets are its enhancement of the recordings; the
-    budget stops training before an epoch that would not fit; the pack keeps the base's keys;
-    --causal makes the base's network causal, and that personal zip exports for streaming."""
+    """With a base model, the zero-shot targets are its enhancement of the recordings (the
+    spectral term scores against it alone with --spectral_reference teacher); the budget stops
+    training before an epoch that would not fit; the pack keeps the base's keys; --causal makes
+    the base's network causal, and that personal zip exports for streaming."""
     import torch
 
     caplog.set_level(logging.INFO)
     work = tmp_path / "work"
     args = personalize_args(personalized, **{"--out": tmp_path / "carol.zip", "--base": personalized / "me.zip",
                                              "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None,
-                                             "--teacher_weight": 1.0})
+                                             "--teacher_weight": 1.0, "--spectral_reference": "teacher"})
     args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"), "--config",
                                          str(personalized / "tiny.yaml"))]
     args += ["--user_name", "carol", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
@@ -200,11 +201,15 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     config = yaml.safe_load((work / "exp/zsl/config.yaml").read_text())
     teacher = config["ssl_objective_conf"]["teacher"]
     assert teacher["model_file"].startswith(str(work / "base/exp/fsl/")) and config["ssl_objective_conf"]["teacher_weight"] == 1.0
+    assert config["ssl_objective_conf"]["teacher_reference"] is True
+    assert config["criterions"][1]["wrapper_conf"] == {"weight": 1.0, "reference": "teacher"}
+    assert "pse_cspec=" in (work / "personalize.log").read_text()  # the term trained and was reported
     assert os.path.realpath(work / "exp/zsl/latest.pth").endswith("1epoch.pth")
     with zipfile.ZipFile(tmp_path / "carol.zip") as z:
         summary = yaml.safe_load(z.read("exp/zsl/personalize.yaml"))
         trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
     assert summary["selection"] == "last epoch" and summary["teacher_weight"] == 1.0
+    assert summary["spectral_reference"] == "teacher"
     base = torch.load(teacher["model_file"], map_location="cpu")
     assert set(trained) == set(base)  # the frozen teacher never enters the saved state dict
     assert config["separator_conf"]["causal"] is True and config["separator_conf"]["norm_type"] == "cLN"
@@ -249,6 +254,10 @@ def test_teacher_weight_default_follows_method_and_base(tmp_path, options, weigh
     (["--base", "none", "--teacher_weight", "0.5"], "needs a --base model as the teacher"),
     (["--method", "contrastive_mixtures", "--teacher_weight", "0.5"], "is a pseudo_se option"),
     (["--teacher_weight", "1.5"], r"must be in \[0, 1\], got 1.5"),
+    (["--spectral_reference", "teacher", "--teacher_weight", "0"], "needs a spectral term .* and a teacher"),
+    (["--spectral_reference", "teacher", "--spectral_weight", "0"], "needs a spectral term .* and a teacher"),
+    (["--spectral_reference", "teacher", "--dp_predictor_config", "c.yaml", "--dp_predictor_model", "m.pth"],
+     "cannot be combined with DP"),
 ])
 def test_teacher_weight_mistakes_are_refused(tmp_path, options, message):
     args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
@@ -273,7 +282,7 @@ def test_terminal_shows_progress_and_errors_only():
     def record(name, level):
         return logging.LogRecord(name, level, __file__, 1, "message", None, None)
 
-    shown = personalize._terminal_record
+    shown = personalize_progress._terminal_record
     assert shown(record("espnet2_pse.personalize", logging.INFO))
     assert not shown(record("root", logging.INFO)) and not shown(record("espnet2.train.trainer", logging.WARNING))
     assert shown(record("espnet2_pse.ssl.noise_bank", logging.WARNING)) and shown(record("root", logging.ERROR))
