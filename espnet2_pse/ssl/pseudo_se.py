@@ -33,7 +33,8 @@ class PseudoSE(OnTheFlyObjective):
     """
 
     def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
-                 teacher_input: bool = False, teacher_reference: bool = False, talker_scp: Union[None, str, Sequence[str]] = None,
+                 teacher_input: bool = False, teacher_reference: bool = False,
+                 talker_scp: Union[None, str, Sequence[str]] = None,
                  talker_prob: float = 0.5, talker_tir_range: Sequence[float] = (0.0, 10.0),
                  talker_alone_prob: float = 0.25, talker_utt2spk: Optional[str] = None, **kwargs):
         super().__init__(*args, **kwargs)
