@@ -49,14 +49,7 @@ import torch
 import yaml
 
 from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
-from espnet2_pse.bin.personalize_progress import (
-    PersonalizeTask,
-    Progress,
-    ProgressTrainer,
-    espnet_prints_to_log,
-    remove_logging,
-    setup_logging,
-)
+from espnet2_pse.bin.personalize_progress import Progress, espnet_prints_to_log, remove_logging, setup_logging, train
 from espnet2_pse.inference.model_loading import resolve_model
 
 logger = logging.getLogger("espnet2_pse.personalize")
@@ -233,65 +226,6 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
     config["max_epoch"] = max_epoch
     config["optim_conf"] = {**(config.get("optim_conf") or {}), "lr": lr}
     return config
-
-
-def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
-          init_param: Optional[Path], budget_minutes: Optional[float], select: str = "valid.loss.best.pth",
-          cut_short: Optional[List[str]] = None,
-          on_epoch: Optional[Callable[[int, int, float, float], None]] = None) -> Path:
-    """Train (or resume, or skip when done) one model; returns its selected checkpoint. When the
-    time cap ends the training before max_epoch, a line saying so is appended to ``cut_short``.
-    ``on_epoch(epoch, max_epoch, elapsed_s, eta_s)`` follows the epochs."""
-    best = exp / select
-    settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
-                "init_param": str(init_param) if init_param else None, "train_args": args.train_args,
-                "budget_minutes": budget_minutes}
-    record = exp / "personalize_settings.yaml"
-    if record.is_file():
-        old = yaml.safe_load(record.read_text(encoding="utf-8"))
-        if old != settings:
-            raise ValueError(f"{exp} was trained with other settings; use another --work_dir or remove {exp}")
-        if (exp / ".done").is_file() and best.exists():
-            logger.info("personalize %s: already trained (%s); skipping", name, exp)
-            return best
-        logger.info("personalize %s: resuming the interrupted training in %s", name, exp)
-    exp.mkdir(parents=True, exist_ok=True)
-    (exp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    tmp = record.with_name(f".{record.name}.tmp")
-    tmp.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, record)
-    cmd = [
-        "--config", str(exp / "train_config.yaml"), "--output_dir", str(exp), "--resume", "true",
-        "--ngpu", str(args.ngpu),
-        "--train_data_path_and_name_and_type", f"{train_dir}/spk1.scp,speech_ref1,sound",
-        "--train_shape_file", f"{train_dir}/spk1.scp",
-        "--valid_data_path_and_name_and_type", f"{valid_dir}/wav.scp,speech_mix,sound",
-        "--valid_data_path_and_name_and_type", f"{valid_dir}/spk1.scp,speech_ref1,sound",
-        "--valid_shape_file", f"{valid_dir}/wav.scp",
-    ]
-    if init_param is not None:
-        cmd += ["--init_param", str(init_param)]
-    cmd += shlex.split(args.train_args)
-    cap = f", stopped after {budget_minutes:g} min" if budget_minutes else ""
-    logger.info("personalize %s: training %d epochs%s in %s", name, config["max_epoch"], cap, exp)
-    ProgressTrainer.label = name
-    ProgressTrainer.budget_s = budget_minutes * 60 if budget_minutes else None
-    ProgressTrainer.snapshot_epochs = tuple(args.snapshot_epochs)
-    ProgressTrainer.on_epoch = on_epoch
-    try:
-        with espnet_prints_to_log(exp.parent.parent):  # exp is <work_dir>/exp/<step>
-            PersonalizeTask.main(cmd=cmd)
-    finally:
-        ProgressTrainer.on_epoch = None
-    if not best.exists():
-        raise RuntimeError(f"{exp}: training ended without {best.name}; see {exp.parent.parent / 'personalize.log'}")
-    if ProgressTrainer.cut_at is not None and cut_short is not None:
-        done, planned = ProgressTrainer.cut_at
-        cut_short.append(f"personalize {name}: the {budget_minutes:g}-min cap ended training after epoch {done} "
-                         f"of {planned}; the model may be weaker than a full run's (rerun without the cap for "
-                         "the full training; a busy machine trains fewer epochs in the same time)")
-    (exp / ".done").touch()
-    return best
 
 
 def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:

@@ -1,19 +1,22 @@
 """Training side of ``personalize``: ESPnet's trainer with progress lines, an optional time cap,
 snapshots and stop requests, the progress events of :func:`espnet2_pse.api.personalize`, and
-where the command's output goes (terminal or the work dir's log)."""
+where the command's output goes (terminal or the work dir's log); :func:`train` runs one step."""
 
 import contextlib
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+import yaml
 from espnet2.train.reporter import aggregate
 from espnet2.train.trainer import Trainer
 
+from espnet2_pse.scoring.files import atomic_write_text
 from espnet2_pse.tasks.pse import PSETask
 
 logger = logging.getLogger("espnet2_pse.personalize")
@@ -194,3 +197,60 @@ def remove_logging(handlers: List[logging.Handler]) -> None:
     for handler in handlers:
         logging.getLogger().removeHandler(handler)
         handler.close()
+
+
+def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
+          init_param: Optional[Path], budget_minutes: Optional[float], select: str = "valid.loss.best.pth",
+          cut_short: Optional[List[str]] = None,
+          on_epoch: Optional[Callable[[int, int, float, float], None]] = None) -> Path:
+    """Train (or resume, or skip when done) one model; returns its selected checkpoint. When the
+    time cap ends the training before max_epoch, a line saying so is appended to ``cut_short``.
+    ``on_epoch(epoch, max_epoch, elapsed_s, eta_s)`` follows the epochs."""
+    best = exp / select
+    settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
+                "init_param": str(init_param) if init_param else None, "train_args": args.train_args,
+                "budget_minutes": budget_minutes}
+    record = exp / "personalize_settings.yaml"
+    if record.is_file():
+        old = yaml.safe_load(record.read_text(encoding="utf-8"))
+        if old != settings:
+            raise ValueError(f"{exp} was trained with other settings; use another --work_dir or remove {exp}")
+        if (exp / ".done").is_file() and best.exists():
+            logger.info("personalize %s: already trained (%s); skipping", name, exp)
+            return best
+        logger.info("personalize %s: resuming the interrupted training in %s", name, exp)
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    atomic_write_text(record, yaml.safe_dump(settings, sort_keys=False))
+    cmd = [
+        "--config", str(exp / "train_config.yaml"), "--output_dir", str(exp), "--resume", "true",
+        "--ngpu", str(args.ngpu),
+        "--train_data_path_and_name_and_type", f"{train_dir}/spk1.scp,speech_ref1,sound",
+        "--train_shape_file", f"{train_dir}/spk1.scp",
+        "--valid_data_path_and_name_and_type", f"{valid_dir}/wav.scp,speech_mix,sound",
+        "--valid_data_path_and_name_and_type", f"{valid_dir}/spk1.scp,speech_ref1,sound",
+        "--valid_shape_file", f"{valid_dir}/wav.scp",
+    ]
+    if init_param is not None:
+        cmd += ["--init_param", str(init_param)]
+    cmd += shlex.split(args.train_args)
+    cap = f", stopped after {budget_minutes:g} min" if budget_minutes else ""
+    logger.info("personalize %s: training %d epochs%s in %s", name, config["max_epoch"], cap, exp)
+    ProgressTrainer.label = name
+    ProgressTrainer.budget_s = budget_minutes * 60 if budget_minutes else None
+    ProgressTrainer.snapshot_epochs = tuple(args.snapshot_epochs)
+    ProgressTrainer.on_epoch = on_epoch
+    try:
+        with espnet_prints_to_log(exp.parent.parent):  # exp is <work_dir>/exp/<step>
+            PersonalizeTask.main(cmd=cmd)
+    finally:
+        ProgressTrainer.on_epoch = None
+    if not best.exists():
+        raise RuntimeError(f"{exp}: training ended without {best.name}; see {exp.parent.parent / 'personalize.log'}")
+    if ProgressTrainer.cut_at is not None and cut_short is not None:
+        done, planned = ProgressTrainer.cut_at
+        cut_short.append(f"personalize {name}: the {budget_minutes:g}-min cap ended training after epoch {done} "
+                         f"of {planned}; the model may be weaker than a full run's (rerun without the cap for "
+                         "the full training; a busy machine trains fewer epochs in the same time)")
+    (exp / ".done").touch()
+    return best

@@ -73,9 +73,10 @@ def complex_features(owner: str, input, input_dim: int, exponent: float) -> torc
     """
     if not is_complex(input):
         raise ValueError(f"{owner}: mask_type 'complex' needs a complex encoder output (encoder: stft)")
-    magnitude = real_features(owner, input, input_dim, exponent)
-    scale = magnitude / abs(input).clamp_min(1e-8)
-    return torch.cat([magnitude, input.real * scale, input.imag * scale], dim=-1)
+    magnitude = abs(input)
+    compressed = real_features(owner, magnitude, input_dim, exponent)  # checks the shape too
+    scale = compressed / magnitude.clamp_min(1e-8)
+    return torch.cat([compressed, input.real * scale, input.imag * scale], dim=-1)
 
 
 def bounded_complex_mask(real: torch.Tensor, imag: torch.Tensor):
