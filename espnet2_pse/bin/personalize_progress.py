@@ -120,8 +120,8 @@ class PersonalizeTask(PSETask):
 
 
 # Share of a whole run per step, for the progress fraction (default run on 2 idle cores: data
-# about 25 s, zero-shot 13 min, few-shot 1.3 min, packing under a second).
-_STEP_SHARES = {"data": 0.03, "zsl": 0.88, "fsl": 0.09}
+# about 25 s, zero-shot 7 min with the teacher's outputs, few-shot 50 s, packing under a second).
+_STEP_SHARES = {"data": 0.06, "zsl": 0.83, "fsl": 0.11}
 
 
 class Progress:
@@ -202,14 +202,18 @@ def remove_logging(handlers: List[logging.Handler]) -> None:
 def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: Path,
           init_param: Optional[Path], budget_minutes: Optional[float], select: str = "valid.loss.best.pth",
           cut_short: Optional[List[str]] = None,
-          on_epoch: Optional[Callable[[int, int, float, float], None]] = None) -> Path:
+          on_epoch: Optional[Callable[[int, int, float, float], None]] = None,
+          extra_train_data: Tuple[str, ...] = ()) -> Path:
     """Train (or resume, or skip when done) one model; returns its selected checkpoint. When the
     time cap ends the training before max_epoch, a line saying so is appended to ``cut_short``.
-    ``on_epoch(epoch, max_epoch, elapsed_s, eta_s)`` follows the epochs."""
+    ``on_epoch(epoch, max_epoch, elapsed_s, eta_s)`` follows the epochs; ``extra_train_data``
+    holds more "scp,name,type" training inputs (the teacher's precomputed outputs)."""
     best = exp / select
     settings = {"config": config, "train": str(train_dir), "valid": str(valid_dir),
                 "init_param": str(init_param) if init_param else None, "train_args": args.train_args,
                 "budget_minutes": budget_minutes}
+    if extra_train_data:
+        settings["extra_train_data"] = list(extra_train_data)
     record = exp / "personalize_settings.yaml"
     if record.is_file():
         old = yaml.safe_load(record.read_text(encoding="utf-8"))
@@ -227,6 +231,7 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
         "--ngpu", str(args.ngpu),
         "--train_data_path_and_name_and_type", f"{train_dir}/spk1.scp,speech_ref1,sound",
         "--train_shape_file", f"{train_dir}/spk1.scp",
+        *[option for data in extra_train_data for option in ("--train_data_path_and_name_and_type", data)],
         "--valid_data_path_and_name_and_type", f"{valid_dir}/wav.scp,speech_mix,sound",
         "--valid_data_path_and_name_and_type", f"{valid_dir}/spk1.scp,speech_ref1,sound",
         "--valid_shape_file", f"{valid_dir}/wav.scp",

@@ -58,7 +58,8 @@ class FoldedNorm(torch.nn.Module):
         elif isinstance(norm, (GlobalLayerNorm, ChannelwiseLayerNorm, CumulativeLayerNorm)):
             if getattr(norm, "shape", "BDT") != "BDT":
                 raise ValueError(f"FoldedNorm: {type(norm).__name__} with shape {norm.shape} is not supported")
-            self.kind = {GlobalLayerNorm: "global", ChannelwiseLayerNorm: "frame"}.get(type(norm), "cumulative")
+            self.kind = ("global" if isinstance(norm, GlobalLayerNorm)
+                         else "frame" if isinstance(norm, ChannelwiseLayerNorm) else "cumulative")
             gamma, beta = norm.gamma.detach().reshape(-1), norm.beta.detach().reshape(-1)
             self.eps = norm.eps if isinstance(norm, CumulativeLayerNorm) else ESPNET_EPS
         else:

@@ -8,10 +8,12 @@ from espnet2.enh.espnet_model import ESPnetEnhancementModel
 from espnet2_pse.losses.wrappers import DP_WEIGHT_KEY, TEACHER_REFERENCE_KEY
 from espnet2_pse.ssl.abs_objective import AbsSSLObjective
 from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY
+from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY
 
 # Batch entries handed to the objective and separator through ``additional``: speaker inputs
-# of conditioned models, and the examples' speaker indices (talker injection avoids them).
-ADDITIONAL_PREFIXES = ("enroll_ref", SPEAKER_INDEX_KEY)
+# of conditioned models, the examples' speaker indices (talker injection avoids them) and a
+# teacher's precomputed outputs.
+ADDITIONAL_PREFIXES = ("enroll_ref", SPEAKER_INDEX_KEY, TEACHER_OUTPUT_KEY)
 
 
 class PSEModel(ESPnetEnhancementModel):

@@ -14,10 +14,25 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from espnet2.enh.layers.tcn import EPS as ESPNET_EPS
 from espnet2.enh.layers.tcn import ChannelwiseLayerNorm, GlobalLayerNorm
 
 NORM_TYPES = ("gLN", "cLN", "chLN", "BN")
 CAUSAL_NORM_TYPES = ("cLN", "chLN")
+
+
+class FusedGlobalLayerNorm(GlobalLayerNorm):
+    """ESPnet's gLN (same parameters, state dict and epsilon) computed by one fused kernel.
+
+    gLN is group norm with a single group; ``F.group_norm`` does it in one pass forward and
+    one backward where ESPnet's six elementwise operations each walk the whole tensor
+    (a ConvTasNet training step on CPU is about a fifth faster).
+    """
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if self.shape != "BDT":
+            return super().forward(y)
+        return F.group_norm(y, 1, self.gamma.reshape(-1), self.beta.reshape(-1), ESPNET_EPS)
 
 
 class CumulativeLayerNorm(torch.nn.Module):
@@ -73,7 +88,7 @@ def norm_streaming(norm: torch.nn.Module, x: torch.Tensor, state):
 def make_norm(norm_type: str, channels: int) -> torch.nn.Module:
     """Normalisation layer for (B, C, T) inputs; 2*C parameters for every type."""
     if norm_type == "gLN":
-        return GlobalLayerNorm(channels)
+        return FusedGlobalLayerNorm(channels)
     if norm_type == "cLN":
         return CumulativeLayerNorm(channels)
     if norm_type == "chLN":

@@ -6,6 +6,7 @@ import torch
 
 from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY, TalkerInjector, scale_batch
 from espnet2_pse.ssl.on_the_fly import OnTheFlyObjective, length_mask
+from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY
 
 
 class PseudoSE(OnTheFlyObjective):
@@ -20,7 +21,9 @@ class PseudoSE(OnTheFlyObjective):
     is injected into t instead of s~ (the student then learns t + n -> t). With
     ``teacher_reference`` the batch also carries t itself (``others["teacher_reference"]``), so
     that a loss wrapper with ``reference: teacher`` scores against the teacher alone while the
-    others score against the blend.
+    others score against the blend. When the batch carries the teacher's precomputed outputs
+    (``TEACHER_OUTPUT_KEY``, from :func:`espnet2_pse.ssl.teacher.write_teacher_outputs`), they
+    are used and the teacher never runs.
 
     With ``talker_scp`` (other voices' utterances) a share ``talker_prob`` of the inputs also
     holds one interfering talker at ``talker_tir_range`` dB against s~, a share
@@ -65,16 +68,23 @@ class PseudoSE(OnTheFlyObjective):
                                          device=pseudo_source.device)
         return teacher_outputs(self._teacher, pseudo_source)
 
-    def make_batch(self, speech: torch.Tensor, mask: torch.Tensor,
-                   speakers: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """(B, T) speech crops (and their (B,) speaker indices, for ``talker_utt2spk``) -> dict
-        of (B, T) ``input`` and ``target`` and (B,) ``snr`` (dB); with ``teacher_reference``
-        also the (B, T) ``teacher`` output, scaled like the target."""
+    def make_batch(self, speech: torch.Tensor, mask: torch.Tensor, speakers: Optional[torch.Tensor] = None,
+                   precomputed: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """(B, T) speech crops (and their (B,) speaker indices, for ``talker_utt2spk``, and the
+        teacher's (B, T) ``precomputed`` outputs on them) -> dict of (B, T) ``input`` and
+        ``target`` and (B,) ``snr`` (dB); with ``teacher_reference`` also the (B, T)
+        ``teacher`` output, scaled like the target."""
         batch, length = speech.shape
+        if precomputed is not None and (self.teacher_files is None or self.mixer.premix_bank is not None):
+            raise ValueError(f"the batch holds precomputed teacher outputs ({TEACHER_OUTPUT_KEY}), but this "
+                             "PseudoSE " + ("has no teacher" if self.teacher_files is None else
+                                            "adds premixture noise, which the teacher never saw"))
         target = self.mixer.pseudo_source(speech, self.generator) * mask
         source, cleaned = target, None
         if self.teacher_files is not None:
-            cleaned = self._teacher_outputs(target) * mask
+            if precomputed is None:
+                precomputed = self._teacher_outputs(target)
+            cleaned = precomputed.to(target) * mask
             if self.teacher_input:
                 source = cleaned
             target = self.teacher_weight * cleaned + (1.0 - self.teacher_weight) * target
@@ -103,7 +113,7 @@ class PseudoSE(OnTheFlyObjective):
     ):
         batch, length = speech.shape
         made = self.make_batch(speech, length_mask(speech_lengths, batch, length, speech),
-                               additional.get(SPEAKER_INDEX_KEY))
+                               additional.get(SPEAKER_INDEX_KEY), additional.get(TEACHER_OUTPUT_KEY))
         loss, stats, weight, _ = model.forward_supervised(
             made["input"],
             speech_lengths,

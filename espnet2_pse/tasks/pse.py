@@ -8,6 +8,7 @@ from espnet2.tasks.enh import EnhancementTask
 from espnet2_pse.models.pse_model import PSEModel
 from espnet2_pse.ssl.abs_objective import ssl_objective_choices
 from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY
+from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY
 
 # Data names of speaker inputs: a conditioned separator's enrollment (audio or embedding), and
 # the training examples' speaker indices for speaker-aware talker injection.
@@ -25,7 +26,7 @@ class PSETask(EnhancementTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return super().optional_data_names(train, inference) + SPEAKER_DATA_NAMES
+        return super().optional_data_names(train, inference) + SPEAKER_DATA_NAMES + (TEACHER_OUTPUT_KEY,)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> PSEModel:

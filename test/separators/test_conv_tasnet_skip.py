@@ -5,7 +5,7 @@ import torch
 from torch_complex.tensor import ComplexTensor
 
 from espnet2_pse.separators.conv_tasnet_skip import PRESETS, ConvTasNetSkip
-from espnet2_pse.separators.tcn_layers import CumulativeLayerNorm
+from espnet2_pse.separators.tcn_layers import CumulativeLayerNorm, FusedGlobalLayerNorm
 
 # Totals of the JSTSP paper's models (asteroid 0.7.0, free filterbank, n_src 1).
 PAPER_TOTALS = {"tiny": 158_037, "small": 245_133, "medium": 462_333, "large": 1_068_765}
@@ -157,6 +157,30 @@ def test_cumulative_layer_norm_matches_manual_statistics():
         var = past.var(dim=(1, 2), unbiased=False, keepdim=True)
         expected = (x[:, :, t : t + 1] - mean) / torch.sqrt(var + 1e-8)
         assert torch.allclose(out[:, :, t : t + 1], expected, atol=1e-5)
+
+
+def test_fused_global_layer_norm_equals_espnet_gln_with_its_state_dict():
+    from espnet2.enh.layers.tcn import GlobalLayerNorm
+
+    torch.manual_seed(0)
+    reference = GlobalLayerNorm(8)
+    with torch.no_grad():
+        reference.gamma.uniform_(0.5, 1.5)
+        reference.beta.uniform_(-0.5, 0.5)
+    fused = FusedGlobalLayerNorm(8)
+    fused.load_state_dict(reference.state_dict())  # checkpoints of either load in the other
+    x = (torch.randn(3, 8, 50) * 4 + 2).requires_grad_()
+    y_ref, y = reference(x), fused(x)
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    weights = torch.randn_like(y)
+    grads_ref = torch.autograd.grad((y_ref * weights).sum(), [x, reference.gamma, reference.beta])
+    grads = torch.autograd.grad((y * weights).sum(), [x, fused.gamma, fused.beta])
+    for g, g_ref in zip(grads, grads_ref):
+        assert torch.allclose(g, g_ref, atol=1e-4, rtol=1e-4)
+    # Without the affine part each item has zero mean and unit variance over channels and frames.
+    plain = FusedGlobalLayerNorm(8)(x.detach())
+    assert torch.allclose(plain.mean(dim=(1, 2)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(plain.var(dim=(1, 2), unbiased=False), torch.ones(3), atol=1e-4)
 
 
 @pytest.mark.parametrize("nonlinear", ["sigmoid", "relu", "softmax"])

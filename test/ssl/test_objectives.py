@@ -1,5 +1,8 @@
 """On-the-fly batches and losses of PseudoSE and Contrastive Mixtures."""
 
+import logging
+import os
+
 import pytest
 import torch
 
@@ -143,6 +146,52 @@ def test_teacher_targets_blend_and_stay_out_of_the_state_dict(tiny_corpus, teach
     scale = (0.5 * cleaned + 0.5 * speech).div(made["target"]).median()
     assert made["input"].abs().max() == pytest.approx(1.0, abs=1e-6)
     assert torch.allclose(made["teacher"] * scale, cleaned, atol=1e-4)
+
+
+def test_precomputed_teacher_outputs_replace_the_teacher(tiny_corpus, teacher_dir, tmp_path, caplog):
+    import soundfile
+
+    from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, load_teacher, teacher_outputs, write_teacher_outputs
+
+    files = {"config": str(teacher_dir / "config.yaml"), "model_file": str(teacher_dir / "model.pth")}
+    recordings = speech_batch(batch=2)
+    scp = tmp_path / "spk1.scp"
+    lines = []
+    for i, row in enumerate(recordings):
+        soundfile.write(tmp_path / f"rec{i}.wav", row[: 6000 + 1000 * i].numpy(), 16000, subtype="FLOAT")
+        lines.append(f"rec{i} {tmp_path / f'rec{i}.wav'}\n")
+    scp.write_text("".join(lines))
+    caplog.set_level(logging.INFO)
+    table = write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
+    teacher = load_teacher(files["config"], files["model_file"])
+    for i, line in enumerate(table.read_text().splitlines()):
+        key, path = line.split()
+        written, rate = soundfile.read(path, dtype="float32")
+        assert key == f"rec{i}" and rate == 16000 and written.shape == (6000 + 1000 * i,)
+        expected = teacher_outputs(teacher, recordings[i : i + 1, : 6000 + 1000 * i])[0]
+        assert torch.allclose(torch.from_numpy(written), expected, atol=1e-6)  # float WAV: exact
+    write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
+    assert "teacher outputs: reusing" in caplog.text
+    # Another teacher (a newer model file) makes them again.
+    os.utime(teacher_dir / "model.pth", ns=(0, 0))
+    caplog.clear()
+    write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
+    assert "reusing" not in caplog.text and "teacher outputs: 2/2 recordings" in caplog.text
+
+    # In a batch, the precomputed outputs are the teacher's: the teacher itself never loads.
+    speech, cleaned = speech_batch(batch=3), speech_batch(batch=3, seed=7)
+    never_loaded = {"config": files["config"], "model_file": str(tmp_path / "absent.pth")}
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), batch_scaling=False,
+                         teacher=never_loaded, teacher_weight=0.25)
+    made = objective.make_batch(speech, ones_mask(speech), precomputed=cleaned)
+    assert torch.allclose(made["target"], 0.25 * cleaned + 0.75 * speech, atol=1e-6)
+    assert objective._teacher is None
+    for wrong, message in (({}, "has no teacher"),
+                           ({"teacher": never_loaded, "premix_noise_scp": str(tiny_corpus["noise_scp"])},
+                            "premixture noise")):
+        objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), **wrong)
+        with pytest.raises(ValueError, match=f"{TEACHER_OUTPUT_KEY}.*{message}"):
+            objective.make_batch(speech, ones_mask(speech), precomputed=cleaned)
 
 
 def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):

@@ -202,6 +202,10 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     teacher = config["ssl_objective_conf"]["teacher"]
     assert teacher["model_file"].startswith(str(work / "base/exp/fsl/")) and config["ssl_objective_conf"]["teacher_weight"] == 1.0
     assert config["ssl_objective_conf"]["teacher_reference"] is True
+    # The base's outputs on the recordings were computed once, and the training reads them.
+    outputs = (work / "teacher_outputs/teacher.scp").read_text().split()[::2]
+    assert outputs == (personalized / "me_work/data/speakers/carol/pretrain/spk1.scp").read_text().split()[::2]
+    assert [str(work / "teacher_outputs/teacher.scp"), "teacher_ref1", "sound"] in config["train_data_path_and_name_and_type"]
     assert config["criterions"][1]["wrapper_conf"] == {"weight": 1.0, "reference": "teacher"}
     assert "pse_cspec=" in (work / "personalize.log").read_text()  # the term trained and was reported
     assert os.path.realpath(work / "exp/zsl/latest.pth").endswith("1epoch.pth")
