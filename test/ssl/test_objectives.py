@@ -149,11 +149,14 @@ def test_teacher_targets_blend_and_stay_out_of_the_state_dict(tiny_corpus, teach
 
 
 def test_precomputed_teacher_outputs_replace_the_teacher(tiny_corpus, teacher_dir, tmp_path, caplog):
+    import shutil
+
     import soundfile
 
     from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, load_teacher, teacher_outputs, write_teacher_outputs
 
-    files = {"config": str(teacher_dir / "config.yaml"), "model_file": str(teacher_dir / "model.pth")}
+    model_file = shutil.copy(teacher_dir / "model.pth", tmp_path / "model.pth")  # touched below
+    files = {"config": str(teacher_dir / "config.yaml"), "model_file": str(model_file)}
     recordings = speech_batch(batch=2)
     scp = tmp_path / "spk1.scp"
     lines = []
@@ -173,7 +176,7 @@ def test_precomputed_teacher_outputs_replace_the_teacher(tiny_corpus, teacher_di
     write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
     assert "teacher outputs: reusing" in caplog.text
     # Another teacher (a newer model file) makes them again.
-    os.utime(teacher_dir / "model.pth", ns=(0, 0))
+    os.utime(model_file, ns=(0, 0))
     caplog.clear()
     write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
     assert "reusing" not in caplog.text and "teacher outputs: 2/2 recordings" in caplog.text
