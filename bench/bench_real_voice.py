@@ -66,33 +66,19 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DeepFilterNet3, noisereduce_enhance  # noqa: E402
-from real_voice_tables import COLUMNS, print_curve, print_load_comparison, print_table  # noqa: E402
+from real_voice_scoring import (CONDITIONED, CONDITIONS, ENROLLMENTS, FS, PERSONAL, SYSTEMS,  # noqa: E402
+                                curve_rows, output_folder, score_voice, snapshots)
+from real_voice_tables import print_curve, print_load_comparison, print_table  # noqa: E402
 
 from espnet2_pse.data.debian_real import target_voice_ids  # noqa: E402
 from espnet2_pse.data.kaldi_dir import read_data_dir  # noqa: E402
 from espnet2_pse.data.mixing import mix_at_snr  # noqa: E402
 from espnet2_pse.data.runtime import derive_rng  # noqa: E402
-from espnet2_pse.scoring.metrics import PERSONALIZED_METRICS, columns_for, score_utterance  # noqa: E402
 
-FS = 16000
-SYSTEMS = ("unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-shot", "few-shot")
-PERSONAL = ("zero-shot", "few-shot")
-# Outputs that depend on the personalize setting (--base, --personalize_args) and so go to tagged folders.
-PER_SETTING = ("generalist",) + PERSONAL
-# The conditioned generalist's enrollments: name -> (user folder, seconds taken from its start).
-ENROLLMENTS = {"clean5": ("clean", 5.0), "short": ("clean", 1.5), "noisy": ("noisy", 5.0)}
-# "static oracle": each test file conditioned on the teacher's embedding of its own clean
-# reference, the best embedding any refinement could reach (its ceiling).
-CONDITIONED = tuple(f"{mode} {name}" for mode in ("static", "refined") for name in ENROLLMENTS) + ("static oracle",)
 # The shipped conditioned generalist (issue 21), the default --conditioned.
 SHIPPED_CONDITIONED = Path(__file__).resolve().parents[1] / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
-# Condition -> (test dir of a voice, folder of the enhanced outputs).
-CONDITIONS = {"noise": ("test", "enhanced"), "interferer": ("test_interferer", "enhanced_interferer")}
 # enhance --refine's per-file line: "... refinement accepted A/N embedding updates ...".
 _ACCEPTED = re.compile(r"refinement accepted (\d+)/(\d+) embedding updates")
-# The classic spectral gate is a reference point for the signal metrics only (DNSMOS costs ~1 s a clip).
-BASIC_METRICS = ("si_sdr", "pesq", "estoi")
-
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -235,17 +221,6 @@ def write_enrollments(user: Path) -> Dict[str, Path]:
     return paths
 
 
-def output_folder(system: str, tag: str, conditioned_tag: str, refine_tag: str) -> str:
-    """Folder of a system's outputs: personalize-dependent ones carry --tag, the conditioned
-    model's carry --conditioned_tag (and the refined ones --refine_tag), the peers' are shared."""
-    if system in CONDITIONED:
-        return system.replace(" ", "_") + conditioned_tag + (refine_tag if system.startswith("refined") else "")
-    if "@" in system:  # a personal model's snapshot, "<system>@ep<epoch>"
-        system, epoch = system.split("@")
-        return f"{system}{tag}@{epoch}"
-    return f"{system}{tag}" if system in PER_SETTING else system
-
-
 def oracle_outputs(model: str, test_dir: Path, out: Path) -> None:
     """Every test file enhanced with the model's teacher embedding of its own clean reference."""
     if (out / ".done").is_file():
@@ -335,27 +310,6 @@ def curve_options(epochs: List[int]) -> List[str]:
     return ["--snapshot_epochs", *map(str, epochs)] if epochs else []
 
 
-def snapshots(work: Path, system: str) -> List[tuple]:
-    """(epoch, .pth) of the snapshots personalize kept for a system's training step."""
-    exp = work / "exp" / ("zsl" if system == "zero-shot" else "fsl")
-    found = [(int(p.stem.split("_ep")[1]), p) for p in exp.glob("snapshot_ep*.pth")]
-    return sorted(found)
-
-
-def curve_rows(root: Path, voice: str, vdir: Path, tag: str, condition: str, pool) -> List[Dict[str, float]]:
-    """Signal metrics of every snapshot of both steps, with the training time up to it."""
-    rows = []
-    for system in PERSONAL:
-        record = vdir / f"work{tag}" / "exp" / ("zsl" if system == "zero-shot" else "fsl") / "snapshots.json"
-        times = json.loads(record.read_text()) if record.is_file() else {}
-        for epoch, _ in snapshots(vdir / f"work{tag}", system):
-            name = f"{system}@ep{epoch}"
-            means = score_voice(root, voice, vdir, [name], (tag, "", ""), condition, pool, signal_only=True)[name]
-            rows.append({"system": system, "epoch": epoch,
-                         "train_s": times.get(str(epoch), {}).get("elapsed_s", float("nan")), **means})
-    return rows
-
-
 def peer_outputs(test_dir: Path, out_root: Path, dfn: DeepFilterNet3) -> None:
     """DeepFilterNet3 and noisereduce outputs of the test mixtures, written once."""
     test = read_data_dir(test_dir)
@@ -368,43 +322,6 @@ def peer_outputs(test_dir: Path, out_root: Path, dfn: DeepFilterNet3) -> None:
             x, _ = sf.read(test.wav[key], dtype="float32")
             sf.write(str(out / f"{key}.wav"), fn(x, FS), FS, subtype="FLOAT")
         (out / ".done").write_text("")
-
-
-def _score_file(job) -> Dict[str, float]:
-    key, ref_path, mix_path, est_path, metrics = job
-    s, _ = sf.read(ref_path, dtype="float64")
-    x, _ = sf.read(mix_path, dtype="float64")
-    y = None if est_path is None else sf.read(est_path, dtype="float64")[0]
-    return score_utterance(s, x, y, FS, metrics=metrics, key=key)
-
-
-def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tags: Sequence[str], condition: str,
-                pool, signal_only: bool = False) -> Dict[str, Dict[str, float]]:
-    """Mean of every column per system; per-file scores are kept in <vdir>/scores/<condition>/.
-    ``tags``: --tag, --conditioned_tag and --refine_tag (see :func:`output_folder`);
-    ``signal_only``: SI-SDR, PESQ and eSTOI only (--signal_metrics)."""
-    test_name, enhanced = CONDITIONS[condition]
-    test = read_data_dir(root / "speakers" / voice / test_name)
-    means = {}
-    for system in systems:
-        folder = output_folder(system, *tags)
-        cache = vdir / "scores" / condition / f"{folder}.json"
-        metrics = BASIC_METRICS if system == "noisereduce" or signal_only else PERSONALIZED_METRICS
-        rows = json.loads(cache.read_text()) if cache.is_file() else {}
-        if sorted(rows) != sorted(test.keys) or not all(set(columns_for(metrics)) <= set(r) for r in rows.values()):
-            jobs = [(key, test.spk1[key], test.wav[key],
-                     None if system == "unprocessed" else str(vdir / enhanced / folder / f"{key}.wav"), metrics)
-                    for key in test.keys]
-            rows = dict(zip(test.keys, pool.map(_score_file, jobs)))
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(rows))
-        means[system] = {c: _mean([r[c] for r in rows.values() if c in r]) for c in COLUMNS}
-    return means
-
-
-def _mean(values: List[float]) -> float:
-    """Mean over the files that have the metric; NaN where none has it (noisereduce's DNSMOS)."""
-    return float(np.nanmean(values)) if values else float("nan")
 
 
 def main() -> None:
