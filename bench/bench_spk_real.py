@@ -4,6 +4,7 @@
     tools/venv/bin/python bench/bench_spk_real.py                     # builds debian_real if needed
     tools/venv/bin/python bench/bench_spk_real.py --data_root bench_real_voice/data --students infonce
     tools/venv/bin/python bench/bench_spk_real.py --students infonce --max_epoch 30 --tag ep30   # a lever
+    tools/venv/bin/python bench/bench_spk_real.py --students infonce --student_args="--model_conf noise_prob=0.8" --tag np08
 
 Voices are those of the ``debian_real`` corpus (real recorded voices of Debian packages), split
 by family so that no evaluated voice is ever trained on:
@@ -19,10 +20,11 @@ utterance), scored by cosine; the EER comes from ``espnet2_pse.bin.spk_eer``.
 
 Models: the teacher, Resemblyzer's pretrained GE2E encoder (``--teacher_model_tag
 resemblyzer``, offline), and three students of the same tiny encoder (256-d, the teacher's
-dimension) trained with ``espnet2_pse.bin.spk_distill_train`` on the training voices:
-``infonce`` (contrastive KD, the recipe's conf/tuning/train_spk_student.yaml), ``mse``
-(regression KD, the same config with the MSE loss) and ``aamsoftmax`` (no teacher: a speaker
-classifier, conf/tuning/train_spk_student_aam.yaml). It prints EERs, the ratio to the teacher's
+dimension) trained with ``espnet2_pse.bin.spk_distill_train`` on the training voices with the
+recipe's real-voice config (conf/tuning/train_spk_student_real.yaml: views, speed perturbation,
+960 updates), differing only in the loss: ``infonce`` (contrastive KD, the config's own),
+``mse`` (regression KD) and ``aamsoftmax`` (no teacher: a speaker classifier over the training
+voices, margin 0.2, scale 30). It prints EERs, the ratio to the teacher's
 and each model's cost (parameters, MMAC per second of audio, % of ConvTasNet small), and writes
 ``<work_dir>/results.json`` (``results_<tag>.json`` with ``--tag``). Trained students and EERs
 are reused when rerun.
@@ -32,6 +34,7 @@ import argparse
 import contextlib
 import io
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -57,11 +60,12 @@ from espnet2_pse.spk.ge2e import GE2ETeacher  # noqa: E402
 
 FS = 16000
 RECIPE_CONF = Path(__file__).resolve().parents[1] / "egs2/pse_ssl/pse1/conf/tuning"
-# Student -> (config, its kd_loss override or None, whether it distils from the teacher).
+STUDENT_CONFIG = "train_spk_student_real.yaml"
+# Student -> (its kd_loss and kd_loss_conf, or None for the config's own; whether it distils).
 STUDENTS = {
-    "infonce": ("train_spk_student.yaml", None, True),
-    "mse": ("train_spk_student.yaml", "mse", True),
-    "aamsoftmax": ("train_spk_student_aam.yaml", None, False),
+    "infonce": (None, True),
+    "mse": (("mse", {}), True),
+    "aamsoftmax": (("aamsoftmax", {"margin": 0.2, "scale": 30.0}), False),
 }
 EVAL_FAMILIES = "klettres,kajongg,qabcs,fillets,festru,asterisk"
 CONDITIONS = ("clean", "noisy")
@@ -77,6 +81,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=3000, help="trials per class (target, non-target)")
     p.add_argument("--students", default=",".join(STUDENTS), help=f"comma-separated, of {', '.join(STUDENTS)}")
     p.add_argument("--max_epoch", type=int, default=0, help="students' epochs (default: their config's)")
+    p.add_argument("--student_args", default="", help="extra spk_distill_train options of the students, "
+                   "e.g. \"--speed_perturb_factors 0.9 1.0 1.1\" (give them a --tag)")
     p.add_argument("--tag", default="", help="name of this student setting (e.g. a --max_epoch): its students "
                    "and EERs go to tagged paths, sharing the sets and the teacher's EERs")
     p.add_argument("--seed", type=int, default=0)
@@ -129,11 +135,11 @@ def train_student(name: str, sets: Path, noise_dir: Path, out: Path, args) -> Pa
     best = out / "valid.loss.best.pth"
     if best.is_file() and (out / ".done").is_file():
         return best
-    config, kd_loss, distils = STUDENTS[name]
+    loss, distils = STUDENTS[name]
     out.mkdir(parents=True, exist_ok=True)
-    conf = yaml.safe_load((RECIPE_CONF / config).read_text())
-    if kd_loss:  # a config of its own: ESPnet's --kd_loss_conf merges into the file's, never clears it
-        conf.update(kd_loss=kd_loss, kd_loss_conf={})
+    conf = yaml.safe_load((RECIPE_CONF / STUDENT_CONFIG).read_text())
+    if loss:  # a config of its own: ESPnet's --kd_loss_conf merges into the file's, never clears it
+        conf.update(kd_loss=loss[0], kd_loss_conf=loss[1])
     (out / "bench_config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
     cmd = [sys.executable, "-m", "espnet2_pse.bin.spk_distill_train", "--config", str(out / "bench_config.yaml"),
            "--output_dir", str(out), "--ngpu", "0", "--resume", "true", "--seed", str(args.seed),
@@ -145,6 +151,7 @@ def train_student(name: str, sets: Path, noise_dir: Path, out: Path, args) -> Pa
         cmd += ["--spk2utt", str(sets / "train" / "spk2utt")]
     if args.max_epoch:
         cmd += ["--max_epoch", str(args.max_epoch)]
+    cmd += shlex.split(args.student_args)
     for split, d in (("train", "train"), ("valid", "valid")):
         cmd += [f"--{split}_data_path_and_name_and_type", f"{sets / d}/wav.scp,speech,sound",
                 f"--{split}_data_path_and_name_and_type", f"{sets / d}/utt2spk,spk_labels,text",

@@ -1,12 +1,12 @@
 """Per-utterance data preparation for speaker distillation (runs in the data loader)."""
 
 import zlib
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from espnet2.train.preprocessor import AbsPreprocessor
-from espnet2_pse.data.audio import load_audio
+from espnet2_pse.data.audio import load_audio, resample
 from espnet2_pse.data.kaldi_dir import read_table
 from espnet2_pse.data.runtime import derive_rng
 
@@ -35,6 +35,12 @@ def _crop(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarr
 class SpkDistillPreprocessor(AbsPreprocessor):
     """Crop the teacher view, attach an aligned noise crop and integer speaker labels.
 
+    With ``speed_factors`` other than (1.0,), each training utterance is first played at a
+    random one of them (Kaldi-style speed perturbation: tempo and pitch change together),
+    and each factor of a speaker is a voice of its own (its own label): the teacher embeds
+    the perturbed crop, so the student meets len(speed_factors) times as many voices.
+    Validation utterances are never perturbed.
+
     Output keys: ``speech`` (crop_s seconds, float32), ``noise`` (same length, when
     ``noise_scp`` is set) and ``spk_labels`` ((1,) int64, when the data has spk_labels text):
     the speaker's class id 0..N-1 when ``spk2utt`` is given (classification losses need it),
@@ -48,7 +54,9 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         sample_rate: Hz; noise files at other rates are resampled.
         noise_scp: ``key path`` list of mono noise wavs for the student views.
         seed: offset of the per-utterance validation seeds.
-        spk2utt: Kaldi spk2utt listing every labelled speaker (sorted names -> 0..N-1).
+        spk2utt: Kaldi spk2utt listing every labelled speaker (sorted names -> 0..N-1);
+            with speed factors, speaker i at factor k gets class id k * N + i.
+        speed_factors: speed perturbation factors of the training utterances.
     """
 
     def __init__(
@@ -59,10 +67,12 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         noise_scp: Optional[str] = None,
         seed: int = 0,
         spk2utt: Optional[str] = None,
+        speed_factors: Sequence[float] = (1.0,),
     ):
         super().__init__(train)
         if crop_s <= 0:
             raise ValueError(f"crop_s must be > 0 seconds, got {crop_s}")
+        self.speed_factors = check_speed_factors(speed_factors)
         self.crop = int(round(crop_s * sample_rate))
         self.sample_rate = sample_rate
         self.seed = seed
@@ -90,19 +100,39 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         if speech.size == 0 or not np.all(np.isfinite(speech)):
             raise ValueError(f"utterance {uid}: speech is empty or contains NaN/inf")
         rng = self._generator(uid)
+        speed = 0
+        if self.train and len(self.speed_factors) > 1:
+            speed = int(rng.integers(len(self.speed_factors)))
+            speech = self._perturb(speech, self.speed_factors[speed])
         out = {"speech": _crop(speech.astype(np.float32), self.crop, rng)}
         if self.noises:
             out["noise"] = _crop(self._read_noise(rng), self.crop, rng)
         if "spk_labels" in data:
-            out["spk_labels"] = np.asarray([self._label(uid, str(data["spk_labels"]))], np.int64)
+            label = self._label(uid, str(data["spk_labels"]), speed)
+            out["spk_labels"] = np.asarray([label], np.int64)
         return out
 
-    def _label(self, uid: str, speaker: str) -> int:
+    def _perturb(self, speech: np.ndarray, factor: float) -> np.ndarray:
+        # Read as if recorded at factor x the rate, then brought back: 1/factor as long.
+        return resample(speech, int(round(factor * self.sample_rate)), self.sample_rate)
+
+    def _label(self, uid: str, speaker: str, speed: int) -> int:
         if self.spk_index is None:
-            return speaker_id(speaker)
+            factor = self.speed_factors[speed]
+            return speaker_id(speaker if factor == 1.0 else f"{speaker}@speed{factor:g}")
         if speaker not in self.spk_index:
             raise KeyError(
                 f"utterance {uid}: speaker '{speaker}' is not listed in --spk2utt "
                 f"{self.spk2utt} (class ids are only defined for its speakers)"
             )
-        return self.spk_index[speaker]
+        return speed * len(self.spk_index) + self.spk_index[speaker]
+
+
+def check_speed_factors(factors: Sequence[float]) -> Tuple[float, ...]:
+    """Validated speed factors: positive, distinct, 1.0 among them (the unperturbed voices)."""
+    factors = tuple(float(f) for f in factors)
+    if not factors or any(f <= 0 for f in factors) or len(set(factors)) != len(factors) \
+            or 1.0 not in factors:
+        raise ValueError(f"speed_factors must be distinct positive factors including 1.0, got {list(factors)}")
+    # 1.0 first: the unperturbed voices keep the class ids 0..N-1.
+    return (1.0,) + tuple(f for f in factors if f != 1.0)

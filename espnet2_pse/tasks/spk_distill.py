@@ -89,6 +89,10 @@ class SpkDistillTask(AbsTask):
                            "class ids 0..N-1 in sorted name order and N fills kd_loss_conf "
                            "num_speakers (needed by kd_loss aamsoftmax; every labelled "
                            "speaker, validation included, must be listed)")
+        group.add_argument("--speed_perturb_factors", type=float, nargs="+", default=[1.0],
+                           help="Speed perturbation of the training utterances (e.g. 0.9 1.0 1.1): "
+                           "each factor of a speaker is a voice of its own, embedded by the teacher "
+                           "as perturbed (with --spk2utt: N x factors classes)")
 
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
@@ -135,6 +139,7 @@ class SpkDistillTask(AbsTask):
             noise_scp=args.noise_scp,
             seed=args.seed,
             spk2utt=args.spk2utt,
+            speed_factors=getattr(args, "speed_perturb_factors", (1.0,)),
         )
 
     @classmethod
@@ -162,7 +167,8 @@ class SpkDistillTask(AbsTask):
         # A classifier head's size is stored in args.kd_loss_conf, hence in config.yaml:
         # rebuilding the model for inference then needs neither --spk2utt nor its file.
         args.kd_loss_conf = cls._complete_head_conf(
-            kd_loss_class, dict(args.kd_loss_conf), student, getattr(args, "spk2utt", None)
+            kd_loss_class, dict(args.kd_loss_conf), student, getattr(args, "spk2utt", None),
+            len(getattr(args, "speed_perturb_factors", (1.0,))),
         )
         try:
             kd_loss = kd_loss_class(**args.kd_loss_conf)
@@ -189,9 +195,13 @@ class SpkDistillTask(AbsTask):
 
     @staticmethod
     def _complete_head_conf(
-        kd_loss_class: type, conf: Dict, student: AbsSpkStudent, spk2utt: Optional[str]
+        kd_loss_class: type, conf: Dict, student: AbsSpkStudent, spk2utt: Optional[str],
+        speed_factors: int = 1,
     ) -> Dict:
-        """Fill ``embed_dim`` and ``num_speakers`` of a loss with a classifier head."""
+        """Fill ``embed_dim`` and ``num_speakers`` of a loss with a classifier head.
+
+        Each speed-perturbation factor makes each speaker a class of its own.
+        """
         params = inspect.signature(kd_loss_class).parameters
         if "embed_dim" in params:
             conf.setdefault("embed_dim", student.output_size())
@@ -199,13 +209,15 @@ class SpkDistillTask(AbsTask):
         if "num_speakers" in params and spk2utt and (
             "num_speakers" not in conf or Path(spk2utt).is_file()
         ):
-            count = len(speaker_index(spk2utt))
+            speakers = len(speaker_index(spk2utt))
+            count = speakers * speed_factors
             conf.setdefault("num_speakers", count)
             if conf["num_speakers"] < count:
-                raise ValueError(
-                    f"kd_loss_conf num_speakers={conf['num_speakers']} is smaller than the "
-                    f"{count} speakers of --spk2utt {spk2utt}"
-                )
+                what = f"{count} speakers of --spk2utt {spk2utt}"
+                if speed_factors > 1:
+                    what = (f"{count} classes ({speakers} speakers of --spk2utt {spk2utt} x "
+                            f"{speed_factors} --speed_perturb_factors)")
+                raise ValueError(f"kd_loss_conf num_speakers={conf['num_speakers']} is smaller than the {what}")
         return conf
 
     @classmethod

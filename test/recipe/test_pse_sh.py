@@ -288,7 +288,7 @@ def test_generalist_noise_pools_banks_and_names_a_missing_one(recipe):
     assert res.returncode != 0 and "noise bank premix_tran: no data/noise/premix_tran/wav.scp" in res.stderr
 
 
-def test_run_sh_gives_debian_real_the_pretrained_teacher_unless_told_otherwise(recipe):
+def test_run_sh_gives_debian_real_the_pretrained_teacher_and_real_student_config_unless_told_otherwise(recipe):
     write_exec(recipe / "pse.sh", '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > pse_args.txt\n')
     argv = {}
     for name, cmd in (("real", "./run.sh --corpus debian_real"), ("told", "./run.sh --corpus debian_real --spk_teacher ecapa"),
@@ -296,9 +296,10 @@ def test_run_sh_gives_debian_real_the_pretrained_teacher_unless_told_otherwise(r
         res = bash(cmd, cwd=recipe)
         assert res.returncode == 0, res.stderr
         argv[name] = (recipe / "pse_args.txt").read_text().split("\n")
-    assert argv["real"][2:4] == ["--spk_teacher", "resemblyzer"]
-    assert argv["told"][2:6] == ["--spk_teacher", "resemblyzer", "--spk_teacher", "ecapa"]  # the later one wins
-    assert "--spk_teacher" not in argv["embedded"]
+    real_defaults = ["--spk_teacher", "resemblyzer", "--spk_student_config", "conf/tuning/train_spk_student_real.yaml"]
+    assert argv["real"][2:6] == real_defaults
+    assert argv["told"][2:8] == real_defaults + ["--spk_teacher", "ecapa"]  # the later one wins
+    assert "--spk_teacher" not in argv["embedded"] and "--spk_student_config" not in argv["embedded"]
 
 
 @pytest.mark.parametrize("settings, teacher, student_dim, separator_dim", [

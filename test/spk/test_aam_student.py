@@ -147,6 +147,18 @@ def test_preprocessor_maps_speakers_of_spk2utt_to_sorted_class_ids(tmp_path):
         speaker_index(str(tmp_path / "empty"))
 
 
+def test_speed_factors_multiply_the_classifier_classes(tmp_path):
+    from espnet2_pse.tasks.spk_distill import SpkDistillTask
+
+    spk2utt = tmp_path / "spk2utt"
+    spk2utt.write_text("amy a1\nbob b1\nzed z1\n")
+    student = TinySpeakerEncoder(embed_dim=8, channels=16, attention_channels=8)
+    conf = SpkDistillTask._complete_head_conf(AAMSoftmaxLoss, {}, student, str(spk2utt), 3)
+    assert conf == {"embed_dim": 8, "num_speakers": 9}
+    with pytest.raises(ValueError, match="num_speakers=5.*9 classes"):
+        SpkDistillTask._complete_head_conf(AAMSoftmaxLoss, {"num_speakers": 5}, student, str(spk2utt), 3)
+
+
 def base_args(out, data, *extra):
     args = ["--output_dir", out, "--ngpu", 0, "--num_workers", 0, "--seed", 0,
             "--use_tensorboard", "false", "--use_matplotlib", "false",

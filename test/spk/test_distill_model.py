@@ -111,6 +111,39 @@ def test_preprocessor_crops_attaches_noise_and_labels(spk_corpus):
     assert np.array_equal(a["speech"], b["speech"]) and np.array_equal(a["noise"], b["noise"])
 
 
+def dominant_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum)) * FS / len(x)
+
+
+def test_speed_perturbation_makes_new_voices_and_spares_validation(tmp_path):
+    tone = np.sin(2 * np.pi * 200.0 * np.arange(3 * FS) / FS).astype(np.float32)
+    train = SpkDistillPreprocessor(True, crop_s=1.0, speed_factors=(1.1, 1.0, 0.9))
+    seen = {}
+    for _ in range(40):
+        out = train("spkA_u0", {"speech": tone, "spk_labels": "spkA"})
+        seen.setdefault(out["spk_labels"].item(), set()).add(round(dominant_hz(out["speech"]) / 10) * 10)
+    # Each factor is its own voice: three labels, each with the pitch of its factor only.
+    assert sorted(seen.values(), key=min) == [{180}, {200}, {220}]
+    assert speaker_id("spkA") in seen and seen[speaker_id("spkA")] == {200}
+
+    valid = SpkDistillPreprocessor(False, crop_s=1.0, speed_factors=(0.9, 1.0, 1.1))
+    for uid in ("u1", "u2", "u3"):
+        out = valid(uid, {"speech": tone, "spk_labels": "spkA"})
+        assert out["spk_labels"].tolist() == [speaker_id("spkA")]
+        assert dominant_hz(out["speech"]) == pytest.approx(200.0, abs=2.0)
+
+    spk2utt = tmp_path / "spk2utt"
+    spk2utt.write_text("amy a1\nbob b1\n")
+    classes = SpkDistillPreprocessor(True, crop_s=1.0, spk2utt=str(spk2utt), speed_factors=(0.9, 1.0, 1.1))
+    labels = {classes("b1", {"speech": tone, "spk_labels": "bob"})["spk_labels"].item() for _ in range(40)}
+    assert labels == {1, 3, 5}  # bob (index 1) at factors 1.0, 0.9, 1.1: k * 2 + 1
+
+    for bad in ((0.9, 1.1), (1.0, 1.0), (1.0, -0.5), ()):
+        with pytest.raises(ValueError, match="speed_factors"):
+            SpkDistillPreprocessor(True, crop_s=1.0, speed_factors=bad)
+
+
 def test_preprocessor_rejects_bad_input_naming_it(tmp_path):
     pre = SpkDistillPreprocessor(True, crop_s=1.0)
     with pytest.raises(ValueError, match="utt7.*mono"):

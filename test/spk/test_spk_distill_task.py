@@ -107,3 +107,27 @@ def test_conf_of_another_kd_loss_is_reported(spk_corpus, teacher_files, tmp_path
                   "--valid_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
                   "--train_shape_file", str(data / "wav.scp"),
                   "--valid_shape_file", str(data / "wav.scp")])
+
+
+def test_real_voice_config_trains_with_speed_perturbation(spk_corpus, tmp_path):
+    """The debian_real student config (YAML list of speed factors, the offline GE2E teacher)."""
+    from pathlib import Path
+
+    from espnet2_pse.bin.spk_distill_train import main
+
+    conf = Path(__file__).resolve().parents[2] / "egs2/pse_ssl/pse1/conf/tuning/train_spk_student_real.yaml"
+    out, data = tmp_path / "exp", spk_corpus["dir"]
+    args = ["--config", conf, "--output_dir", out, "--ngpu", 0, "--num_workers", 0,
+            "--use_tensorboard", "false", "--use_matplotlib", "false",
+            "--max_epoch", 1, "--num_iters_per_epoch", 2, "--batch_size", 4, "--valid_batch_size", 4,
+            "--teacher_model_tag", "resemblyzer", "--noise_scp", spk_corpus["noise_scp"],
+            "--teacher_crop_s", 1.0, "--model_conf", "student_max_s=1.0",
+            "--train_shape_file", data / "wav.scp", "--valid_shape_file", data / "wav.scp"]
+    for split in ("train", "valid"):
+        args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+                 f"--{split}_data_path_and_name_and_type", f"{data}/utt2spk,spk_labels,text"]
+    main(cmd=[str(a) for a in args])
+    config = load_yaml(out / "config.yaml")
+    assert config["speed_perturb_factors"] == [0.9, 1.0, 1.1]
+    assert config["student_conf"]["embed_dim"] == 256 and config["model_conf"]["noise_prob"] == 0.5
+    assert (out / "1epoch.pth").is_file()

@@ -72,8 +72,10 @@ done
 }
 
 # Real voices get the pretrained GE2E teacher (thousands of real speakers) rather than an ECAPA
-# trained on the corpus's few dozen; a --spk_teacher given here comes later and wins.
+# trained on the corpus's few dozen, and a student distillation measured on real voices
+# (bench/bench_spk_real.py); options given here come later and win.
 corpus_defaults=()
-[ "${corpus}" = debian_real ] && corpus_defaults=(--spk_teacher resemblyzer)
+[ "${corpus}" = debian_real ] && corpus_defaults=(--spk_teacher resemblyzer
+    --spk_student_config conf/tuning/train_spk_student_real.yaml)
 exec ./pse.sh --local_data_opts "--corpus ${corpus}${local_data_opts:+ ${local_data_opts}}" \
     "${corpus_defaults[@]}" "${pse_opts[@]}"
