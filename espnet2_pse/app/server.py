@@ -33,9 +33,9 @@ from aiohttp import WSMsgType, web
 
 from espnet2_pse.app import media
 from espnet2_pse.app.jobs import PersonalizeJob, parse_personalize_args
-from espnet2_pse.app.workspace import KINDS, Workspace, load_upload, safe_stem, write_float_wav
+from espnet2_pse.app.workspace import KINDS, Workspace, load_upload, safe_stem
 from espnet2_pse.data.audio import AudioError, resample
-from espnet2_pse.scoring.files import load_mono
+from espnet2_pse.scoring.files import load_mono, write_float_wav
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import soundfile as sf
 
 from espnet2_pse.data.audio import AudioError, fit_peak, load_audio, write_wav
 from espnet2_pse.data.user import UserConfig
-from espnet2_pse.scoring.files import atomic_write, atomic_write_text
+from espnet2_pse.scoring.files import atomic_write_text
 
 KINDS = ("noisy", "clean")
 # personalize skips shorter recordings: refuse them at the upload instead.
@@ -125,12 +125,6 @@ def _unused(folder: Path, stem: str, suffix: str) -> Path:
     while path.exists():
         path, k = folder / f"{stem}-{k}{suffix}", k + 1
     return path
-
-
-def write_float_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
-    """(T,) float32 as a 32-bit float WAV (exact samples, for comparisons), written atomically."""
-    atomic_write(path, lambda tmp: sf.write(tmp, np.asarray(x, np.float32), sample_rate, subtype="FLOAT",
-                                            format="WAV"))
 
 
 def write_json(path: Path, data: Dict) -> None:

@@ -64,6 +64,14 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
+def write_float_wav(path: PathLike, x: np.ndarray, sample_rate: int) -> Path:
+    """(T,) samples as a 32-bit float WAV (exact samples, no clipping), written atomically."""
+    import soundfile
+
+    return atomic_write(path, lambda tmp: soundfile.write(tmp, np.asarray(x, np.float32), sample_rate,
+                                                         subtype="FLOAT", format="WAV"))
+
+
 def atomic_write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
 

@@ -74,7 +74,7 @@ def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, 
     so an interrupted run leaves no table that points at missing files.
     """
     from espnet2_pse.data.kaldi_dir import read_table, write_table
-    from espnet2_pse.scoring.files import atomic_write, atomic_write_text, load_mono
+    from espnet2_pse.scoring.files import atomic_write_text, load_mono, write_float_wav
 
     out_dir = Path(out_dir)
     table_path, source_path = out_dir / "teacher.scp", out_dir / "source.yaml"
@@ -92,14 +92,7 @@ def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, 
         cleaned = teacher_outputs(teacher, speech)[0].numpy()
         if cleaned.shape[0] != speech.shape[1]:
             raise RuntimeError(f"teacher output of '{key}' has {cleaned.shape[0]} samples, the input {speech.shape[1]}")
-        outputs[key] = out_dir / f"{key}.wav"
-
-        def write(tmp: str, data=cleaned, fs=rate) -> None:
-            import soundfile
-
-            soundfile.write(tmp, data, fs, subtype="FLOAT", format="WAV")
-
-        atomic_write(outputs[key], write)
+        outputs[key] = write_float_wav(out_dir / f"{key}.wav", cleaned, rate)
         if i % 50 == 0 or i == len(recordings):
             logger.info("teacher outputs: %d/%d recordings (%.1f s)", i, len(recordings), time.monotonic() - start)
     atomic_write_text(source_path, yaml.safe_dump(source))
