@@ -4,6 +4,7 @@ import zlib
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from espnet2.train.preprocessor import AbsPreprocessor
 from espnet2_pse.data.audio import load_audio, resample
@@ -45,8 +46,9 @@ class SpkDistillPreprocessor(AbsPreprocessor):
     ``noise_scp`` is set) and ``spk_labels`` ((1,) int64, when the data has spk_labels text):
     the speaker's class id 0..N-1 when ``spk2utt`` is given (classification losses need it),
     else a hash id that is only good for equality.
-    Training crops are random; validation crops and noises are drawn from a generator seeded
-    by the utterance key, so every epoch validates on the same views.
+    Training crops are random, reproducible from the run's seed and new in every epoch and
+    data-loader worker; validation crops and noises are drawn from a generator seeded by the
+    utterance key, so every epoch validates on the same views.
 
     Args:
         train: training (random) or validation (fixed) behaviour.
@@ -82,12 +84,20 @@ class SpkDistillPreprocessor(AbsPreprocessor):
             raise ValueError(f"noise_scp {noise_scp} lists no files")
         self.spk2utt = spk2utt
         self.spk_index = speaker_index(spk2utt) if spk2utt else None
-        self._rng = np.random.default_rng()
+        self._rng: Optional[np.random.Generator] = None
+        self._rng_seed: Optional[int] = None
 
     def _generator(self, uid: str) -> np.random.Generator:
-        if self.train:
-            return self._rng
-        return derive_rng(self.seed, "spk_distill_valid", uid)
+        if not self.train:
+            return derive_rng(self.seed, "spk_distill_valid", uid)
+        # A generator made once in __init__ would be copied unchanged into every DataLoader
+        # worker of every epoch: the same draws again and again. PyTorch seeds each worker of
+        # each epoch differently (reproducibly, from the run's seed); in the main process the
+        # seed stays the same and so does the generator, whose stream runs on.
+        seed = torch.initial_seed()
+        if self._rng is None or seed != self._rng_seed:
+            self._rng, self._rng_seed = derive_rng(seed, "spk_distill_train"), seed
+        return self._rng
 
     def _read_noise(self, rng: np.random.Generator) -> np.ndarray:
         # load_audio checks, downmixes and resamples; its errors name the file.

@@ -111,6 +111,36 @@ def test_preprocessor_crops_attaches_noise_and_labels(spk_corpus):
     assert np.array_equal(a["speech"], b["speech"]) and np.array_equal(a["noise"], b["noise"])
 
 
+class _CropOffsets(torch.utils.data.Dataset):
+    """Where the training preprocessor crops each of 8 items of a ramp (its first sample)."""
+
+    def __init__(self):
+        self.pre = SpkDistillPreprocessor(True, crop_s=0.01)
+        self.ramp = np.arange(FS, dtype=np.float32)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return int(self.pre(f"u{i}", {"speech": self.ramp})["speech"][0])
+
+
+def _epochs_of_crops(seed: int, workers: int, epochs: int = 2):
+    torch.manual_seed(seed)  # as ESPnet seeds a run
+    loader = torch.utils.data.DataLoader(_CropOffsets(), batch_size=2, num_workers=workers)
+    return [[int(x) for batch in loader for x in batch] for _ in range(epochs)]
+
+
+def test_training_crops_are_new_each_epoch_and_worker_and_reproducible():
+    # In the data loader's worker processes (fresh each epoch) and in the main process.
+    for workers in (2, 0):
+        first, second = _epochs_of_crops(0, workers)
+        assert first != second, f"{workers} workers: the second epoch repeated the first one's crops"
+        assert len(set(first)) == len(first), f"{workers} workers: two items got the same crop"
+        assert _epochs_of_crops(0, workers) == [first, second]  # same seed, same crops
+        assert _epochs_of_crops(1, workers)[0] != first
+
+
 def dominant_hz(x: np.ndarray) -> float:
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.argmax(spectrum)) * FS / len(x)
