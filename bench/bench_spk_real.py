@@ -19,10 +19,11 @@ class), clean and noisy (test-bank noise, never used in training, at U(0, 10) dB
 utterance), scored by cosine; the EER comes from ``espnet2_pse.bin.spk_eer``.
 
 Models: the teacher, Resemblyzer's pretrained GE2E encoder (``--teacher_model_tag
-resemblyzer``, offline), and three students of the same tiny encoder (256-d, the teacher's
+resemblyzer``, offline), and four students of the same tiny encoder (256-d, the teacher's
 dimension) trained with ``espnet2_pse.bin.spk_distill_train`` on the training voices with the
 recipe's real-voice config (conf/tuning/train_spk_student_real.yaml: views, speed perturbation,
 960 updates), differing only in the loss: ``infonce`` (contrastive KD, the config's own),
+``infonce_aam`` (the same plus an AAM-softmax classifier head over the training voices),
 ``mse`` (regression KD) and ``aamsoftmax`` (no teacher: a speaker classifier over the training
 voices, margin 0.2, scale 30). It prints EERs, the ratio to the teacher's
 and each model's cost (parameters, MMAC per second of audio, % of ConvTasNet small), and writes
@@ -51,6 +52,7 @@ from espnet2_pse.data.kaldi_dir import read_table, write_data_dir
 from espnet2_pse.data.runtime import derive_rng
 from espnet2_pse.spk.complexity import count_parameters, macs_per_second
 from espnet2_pse.spk.eer import build_trials, write_trials
+from espnet2_pse.tasks.spk_distill import kd_loss_choices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_spk import PSEModel  # noqa: E402
@@ -61,12 +63,16 @@ from espnet2_pse.spk.ge2e import GE2ETeacher  # noqa: E402
 FS = 16000
 RECIPE_CONF = Path(__file__).resolve().parents[1] / "egs2/pse_ssl/pse1/conf/tuning"
 STUDENT_CONFIG = "train_spk_student_real.yaml"
-# Student -> (its kd_loss and kd_loss_conf, or None for the config's own; whether it distils).
+AAM_HEAD = {"margin": 0.2, "scale": 30.0}
+# Student -> how its loss differs from the config's (contrastive KD): "kd_loss" and
+# "kd_loss_conf" replace the config's, "extra_conf" adds to its InfoNCE settings.
 STUDENTS = {
-    "infonce": (None, True),
-    "mse": (("mse", {}), True),
-    "aamsoftmax": (("aamsoftmax", {"margin": 0.2, "scale": 30.0}), False),
+    "infonce": {},
+    "infonce_aam": {"kd_loss": "infonce_aam", "extra_conf": {**AAM_HEAD, "aam_weight": 0.5}},
+    "mse": {"kd_loss": "mse", "kd_loss_conf": {}},
+    "aamsoftmax": {"kd_loss": "aamsoftmax", "kd_loss_conf": AAM_HEAD},
 }
+CLASSIFIER_LOSSES = ("aamsoftmax", "infonce_aam")  # class ids from spk2utt
 EVAL_FAMILIES = "klettres,kajongg,qabcs,fillets,festru,asterisk"
 CONDITIONS = ("clean", "noisy")
 
@@ -135,19 +141,20 @@ def train_student(name: str, sets: Path, noise_dir: Path, out: Path, args) -> Pa
     best = out / "valid.loss.best.pth"
     if best.is_file() and (out / ".done").is_file():
         return best
-    loss, distils = STUDENTS[name]
     out.mkdir(parents=True, exist_ok=True)
     conf = yaml.safe_load((RECIPE_CONF / STUDENT_CONFIG).read_text())
-    if loss:  # a config of its own: ESPnet's --kd_loss_conf merges into the file's, never clears it
-        conf.update(kd_loss=loss[0], kd_loss_conf=loss[1])
+    # Written into the config: ESPnet's --kd_loss_conf merges into the file's, never clears it.
+    loss = STUDENTS[name]
+    conf["kd_loss"] = loss.get("kd_loss", conf["kd_loss"])
+    conf["kd_loss_conf"] = {**loss.get("kd_loss_conf", conf["kd_loss_conf"]), **loss.get("extra_conf", {})}
     (out / "bench_config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
     cmd = [sys.executable, "-m", "espnet2_pse.bin.spk_distill_train", "--config", str(out / "bench_config.yaml"),
            "--output_dir", str(out), "--ngpu", "0", "--resume", "true", "--seed", str(args.seed),
            "--student_conf", f"embed_dim={GE2ETeacher.embed_dim}",
            "--noise_scp", str(noise_dir / "inject_train" / "wav.scp")]
-    if distils:
+    if kd_loss_choices.get_class(conf["kd_loss"]).uses_teacher:
         cmd += ["--teacher_model_tag", "resemblyzer"]
-    else:
+    if conf["kd_loss"] in CLASSIFIER_LOSSES:
         cmd += ["--spk2utt", str(sets / "train" / "spk2utt")]
     if args.max_epoch:
         cmd += ["--max_epoch", str(args.max_epoch)]
@@ -249,7 +256,8 @@ def print_table(results: dict) -> None:
             share = 100 * c["mmac_per_s"] / cost["ConvTasNet small"]["mmac_per_s"]
             print(f"{model:<22} {c['params']:>10,} {c['mmac_per_s']:9.1f} {share:22.2f}")
     print("\nClean and noisy (test-bank noise at U(0, 10) dB) trials over voices no model trains on; "
-          "students distilled from the GE2E teacher (infonce: contrastive KD, mse: regression KD) "
+          "students distilled from the GE2E teacher (infonce: contrastive KD, infonce_aam: the same "
+          "with an AAM classifier head, mse: regression KD) "
           "or trained alone as a speaker classifier (aamsoftmax).")
 
 

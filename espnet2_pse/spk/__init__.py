@@ -3,7 +3,7 @@
 
 def register_classes(register):
     """Call ``register(choices, name, cls)`` for every class this subpackage provides."""
-    from espnet2_pse.spk.aam_loss import AAMSoftmaxLoss
+    from espnet2_pse.spk.aam_loss import AAMSoftmaxLoss, InfoNCEAAMLoss
     from espnet2_pse.spk.kd_losses import CosineKDLoss, InfoNCELoss, MSEKDLoss
     from espnet2_pse.spk.tiny_encoder import TinySpeakerEncoder
     from espnet2_pse.tasks.spk_distill import kd_loss_choices, student_choices
@@ -14,3 +14,5 @@ def register_classes(register):
     register(kd_loss_choices, "cosine", CosineKDLoss)
     # Baseline without a teacher: the student trained from scratch as a speaker classifier.
     register(kd_loss_choices, "aamsoftmax", AAMSoftmaxLoss)
+    # Contrastive KD plus that classifier head (needs --spk2utt too).
+    register(kd_loss_choices, "infonce_aam", InfoNCEAAMLoss)

@@ -9,7 +9,8 @@ or cache); it is loaded on the first training step and never saved.
 ``build_student_from_file`` rebuilds the trained student without the teacher.
 
 ``--kd_loss aamsoftmax`` is the from-scratch baseline: no teacher, a speaker classifier head
-over the speakers of ``--spk2utt`` (spk_labels become class ids 0..N-1).
+over the speakers of ``--spk2utt`` (spk_labels become class ids 0..N-1); ``infonce_aam``
+adds that head to contrastive KD.
 """
 
 import argparse
@@ -87,7 +88,7 @@ class SpkDistillTask(AbsTask):
         group.add_argument("--spk2utt", type=str_or_none, default=None,
                            help="Kaldi spk2utt of the training speakers: spk_labels become "
                            "class ids 0..N-1 in sorted name order and N fills kd_loss_conf "
-                           "num_speakers (needed by kd_loss aamsoftmax; every labelled "
+                           "num_speakers (needed by kd_loss aamsoftmax and infonce_aam; every labelled "
                            "speaker, validation included, must be listed)")
         group.add_argument("--speed_perturb_factors", type=float, nargs="+", default=[1.0],
                            help="Speed perturbation of the training utterances (e.g. 0.9 1.0 1.1): "

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from espnet2_pse.spk.aam_loss import AAMSoftmaxLoss
+from espnet2_pse.spk.aam_loss import AAMSoftmaxLoss, InfoNCEAAMLoss
 from espnet2_pse.spk.espnet_model import ESPnetSpkDistillModel
+from espnet2_pse.spk.kd_losses import InfoNCELoss
 from espnet2_pse.spk.preprocessor import SpkDistillPreprocessor, speaker_index
 from espnet2_pse.spk.teacher import FrozenTeacher
 from espnet2_pse.spk.tiny_encoder import TinySpeakerEncoder
@@ -157,6 +158,46 @@ def test_speed_factors_multiply_the_classifier_classes(tmp_path):
     assert conf == {"embed_dim": 8, "num_speakers": 9}
     with pytest.raises(ValueError, match="num_speakers=5.*9 classes"):
         SpkDistillTask._complete_head_conf(AAMSoftmaxLoss, {"num_speakers": 5}, student, str(spk2utt), 3)
+
+
+def test_infonce_aam_is_the_weighted_sum_of_its_two_terms():
+    emb, labels = torch.tensor(EMB), torch.tensor(LABELS)
+    teacher = torch.tensor([[1.0, 1.0], [-1.0, 0.2], [0.1, -1.0]], dtype=torch.float64)
+    hybrid = InfoNCEAAMLoss(num_speakers=3, embed_dim=2, margin=0.3, scale=10.0,
+                            temperature=0.1, align_weight=1.0, aam_weight=0.25).double()
+    with torch.no_grad():
+        hybrid.aam.weight.copy_(torch.tensor(CLASSES))
+    infonce = InfoNCELoss(temperature=0.1, align_weight=1.0)(emb, teacher, labels)
+    expected = infonce.item() + 0.25 * manual_aam(EMB, CLASSES, LABELS, 0.3, 10.0)
+    assert hybrid(emb, teacher, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert InfoNCEAAMLoss.uses_teacher
+    with pytest.raises(ValueError, match="infonce_aam aam_weight must be > 0.*kd_loss infonce"):
+        InfoNCEAAMLoss(num_speakers=3, aam_weight=0.0)
+    with pytest.raises(ValueError, match="class ids must lie in"):
+        hybrid(emb, teacher, torch.tensor([0, 3, 1]))
+
+
+def test_infonce_aam_trains_student_and_head_against_the_teacher(tmp_path):
+    """With the offline GE2E teacher: one step moves the student and the class head."""
+    from espnet2_pse.spk.teacher import load_teacher
+    from espnet2_pse.tasks.spk_distill import SpkDistillTask
+
+    spk2utt = tmp_path / "spk2utt"
+    spk2utt.write_text("amy a1\nbob b1\n")
+    torch.manual_seed(0)
+    student = TinySpeakerEncoder(embed_dim=256, channels=32, attention_channels=16)
+    conf = SpkDistillTask._complete_head_conf(InfoNCEAAMLoss, {}, student, str(spk2utt), 3)
+    assert conf == {"embed_dim": 256, "num_speakers": 6}
+    model = ESPnetSpkDistillModel(student, InfoNCEAAMLoss(**conf),
+                                  FrozenTeacher(load_teacher(model_tag="resemblyzer")),
+                                  sample_rate=FS, student_min_s=0.5, student_max_s=1.0)
+    rng = np.random.default_rng(0)
+    speech = torch.tensor(np.stack([synth_voice(rng, 1.5, f0) for f0 in (110.0, 240.0)]))
+    loss, stats, _ = model(speech.float(), spk_labels=torch.tensor([[0], [5]]))
+    loss.backward()
+    assert torch.isfinite(loss) and "cos_pos" in stats  # the teacher ran
+    assert model.kd_loss.aam.weight.grad.abs().sum() > 0
+    assert student.projection.weight.grad.abs().sum() > 0
 
 
 def base_args(out, data, *extra):
