@@ -91,7 +91,8 @@ def get_parser() -> argparse.ArgumentParser:
                    "e.g. \"--speed_perturb_factors 0.9 1.0 1.1\" (give them a --tag)")
     p.add_argument("--tag", default="", help="name of this student setting (e.g. a --max_epoch): its students "
                    "and EERs go to tagged paths, sharing the sets and the teacher's EERs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the students' training, and the split and "
+                   "trials when <work_dir>/sets is first built (then kept: another seed retrains only)")
     return p
 
 
