@@ -52,7 +52,7 @@ from espnet2_pse.data.kaldi_dir import read_table, write_data_dir
 from espnet2_pse.data.runtime import derive_rng
 from espnet2_pse.spk.complexity import count_parameters, macs_per_second
 from espnet2_pse.spk.eer import build_trials, write_trials
-from espnet2_pse.tasks.spk_distill import kd_loss_choices
+from espnet2_pse.tasks.spk_distill import SpkDistillTask, kd_loss_choices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_spk import PSEModel  # noqa: E402
@@ -72,7 +72,6 @@ STUDENTS = {
     "mse": {"kd_loss": "mse", "kd_loss_conf": {}},
     "aamsoftmax": {"kd_loss": "aamsoftmax", "kd_loss_conf": AAM_HEAD},
 }
-CLASSIFIER_LOSSES = ("aamsoftmax", "infonce_aam")  # class ids from spk2utt
 EVAL_FAMILIES = "klettres,kajongg,qabcs,fillets,festru,asterisk"
 CONDITIONS = ("clean", "noisy")
 
@@ -153,9 +152,10 @@ def train_student(name: str, sets: Path, noise_dir: Path, out: Path, args) -> Pa
            "--output_dir", str(out), "--ngpu", "0", "--resume", "true", "--seed", str(args.seed),
            "--student_conf", f"embed_dim={GE2ETeacher.embed_dim}",
            "--noise_scp", str(noise_dir / "inject_train" / "wav.scp")]
-    if kd_loss_choices.get_class(conf["kd_loss"]).uses_teacher:
+    loss_class = kd_loss_choices.get_class(conf["kd_loss"])
+    if loss_class.uses_teacher:
         cmd += ["--teacher_model_tag", "resemblyzer"]
-    if conf["kd_loss"] in CLASSIFIER_LOSSES:
+    if SpkDistillTask.has_class_head(loss_class):
         cmd += ["--spk2utt", str(sets / "train" / "spk2utt")]
     if args.max_epoch:
         cmd += ["--max_epoch", str(args.max_epoch)]
@@ -188,8 +188,6 @@ def eer(model_args: List[str], sets: Path, noise_dir: Path, condition: str, out:
 
 def costs(student_dir: Path) -> Dict[str, tuple]:
     """Model -> (parameters, MAC per second of audio)."""
-    from espnet2_pse.tasks.spk_distill import SpkDistillTask
-
     student = SpkDistillTask.build_student_from_file(student_dir / "config.yaml",
                                                      student_dir / "valid.loss.best.pth", "cpu")
     teacher = GE2ETeacher()

@@ -195,19 +195,23 @@ class SpkDistillTask(AbsTask):
         return model
 
     @staticmethod
+    def has_class_head(kd_loss_class: type) -> bool:
+        """Whether a kd_loss classifies speakers (its class ids and count come from --spk2utt)."""
+        return "num_speakers" in inspect.signature(kd_loss_class).parameters
+
+    @classmethod
     def _complete_head_conf(
-        kd_loss_class: type, conf: Dict, student: AbsSpkStudent, spk2utt: Optional[str],
+        cls, kd_loss_class: type, conf: Dict, student: AbsSpkStudent, spk2utt: Optional[str],
         speed_factors: int = 1,
     ) -> Dict:
         """Fill ``embed_dim`` and ``num_speakers`` of a loss with a classifier head.
 
         Each speed-perturbation factor makes each speaker a class of its own.
         """
-        params = inspect.signature(kd_loss_class).parameters
-        if "embed_dim" in params:
+        if "embed_dim" in inspect.signature(kd_loss_class).parameters:
             conf.setdefault("embed_dim", student.output_size())
         # When rebuilding from config.yaml, num_speakers is set and the file may be gone.
-        if "num_speakers" in params and spk2utt and (
+        if cls.has_class_head(kd_loss_class) and spk2utt and (
             "num_speakers" not in conf or Path(spk2utt).is_file()
         ):
             speakers = len(speaker_index(spk2utt))
