@@ -205,9 +205,14 @@ def browser(microphone):
 
 
 def wait_for(condition, timeout=120.0, what="the page"):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:  # the page redrew it between find and read
+            value = None
         if value:
             return value
         time.sleep(0.2)
