@@ -155,3 +155,41 @@ def scale_batch(*signals: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """Divide every tensor by the max |value| of the first one (the network input), + 1e-8."""
     scale = signals[0].abs().max() + 1e-8
     return tuple(s / scale for s in signals)
+
+
+# STFT of blend_with_teacher: 32 ms Hann windows at 16 kHz, 75 % overlap (exact overlap-add).
+BLEND_FFT = 512
+
+
+def blend_with_teacher(teacher: torch.Tensor, source: torch.Tensor, weight: float, sample_rate: int,
+                       weight_above: Optional[float] = None, split_hz: float = 4000.0,
+                       weight_noise: Optional[float] = None) -> torch.Tensor:
+    """w * teacher + (1 - w) * source for (B, T) signals, w a share per STFT cell.
+
+    - only ``weight``: w = weight everywhere, the plain time-domain blend;
+    - ``weight_above``: w is ``weight`` up to half an octave under ``split_hz``, ``weight_above``
+      from half an octave over it, and a raised cosine in log-frequency across that octave, so
+      that no band edge rings;
+    - ``weight_noise``: in each cell, w moves from that per-band share towards ``weight_noise``
+      as the teacher's gain there, g = min(|teacher| / |source|, 1), falls: cells that the
+      teacher keeps (speech) keep the band's share, cells that it removes (noise) take
+      ``weight_noise``: w = w_band + (weight_noise - w_band) * (1 - g).
+    """
+    if weight_above is None and weight_noise is None:
+        return weight * teacher + (1.0 - weight) * source
+    window = torch.hann_window(BLEND_FFT, device=source.device, dtype=source.dtype)
+    hop = BLEND_FFT // 4
+    # Zero padding: the edges are filtered as the onsets they are, not as mirrored signal.
+    spec_teacher, spec_source = (torch.stft(x, BLEND_FFT, hop, window=window, pad_mode="constant",
+                                            return_complex=True) for x in (teacher, source))
+    share = torch.full((spec_source.size(-2), 1), weight, device=source.device, dtype=source.dtype)
+    if weight_above is not None:
+        freqs = torch.linspace(0.0, sample_rate / 2, share.size(0), device=source.device, dtype=source.dtype)
+        octaves = torch.log2(freqs.clamp_min(1e-3) / split_hz).clamp(-0.5, 0.5)
+        ramp = 0.5 - 0.5 * torch.cos(torch.pi * (octaves + 0.5))
+        share = share + (weight_above - weight) * ramp[:, None]
+    if weight_noise is not None:
+        gain = (spec_teacher.abs() / (spec_source.abs() + 1e-8)).clamp(max=1.0)
+        share = share + (weight_noise - share) * (1.0 - gain)
+    blended = spec_source + share * (spec_teacher - spec_source)
+    return torch.istft(blended, BLEND_FFT, hop, window=window, length=source.size(-1))

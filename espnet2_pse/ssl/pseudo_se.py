@@ -4,7 +4,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY, TalkerInjector, scale_batch
+from espnet2_pse.ssl.mixing import SPEAKER_INDEX_KEY, TalkerInjector, blend_with_teacher, scale_batch
 from espnet2_pse.ssl.on_the_fly import OnTheFlyObjective, length_mask
 from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY
 
@@ -19,6 +19,10 @@ class PseudoSE(OnTheFlyObjective):
     output t = T(s~) cleans the pseudo-target: the target becomes
     ``teacher_weight * t + (1 - teacher_weight) * s~``, and with ``teacher_input`` the noise
     is injected into t instead of s~ (the student then learns t + n -> t). With
+    ``teacher_weight_above`` the share above ``teacher_split_hz`` is that weight instead, and
+    with ``teacher_weight_noise`` the share moves to that weight in the time-frequency cells
+    that the teacher removes (:func:`blend_with_teacher`): the teacher's cleaner background
+    where the recording holds noise, the recording itself where it holds speech. With
     ``teacher_reference`` the batch also carries t itself (``others["teacher_reference"]``), so
     that a loss wrapper with ``reference: teacher`` scores against the teacher alone while the
     others score against the blend. When the batch carries the teacher's precomputed outputs
@@ -37,6 +41,8 @@ class PseudoSE(OnTheFlyObjective):
 
     def __init__(self, *args, teacher: Optional[Dict[str, str]] = None, teacher_weight: float = 1.0,
                  teacher_input: bool = False, teacher_reference: bool = False,
+                 teacher_weight_above: Optional[float] = None, teacher_split_hz: float = 4000.0,
+                 teacher_weight_noise: Optional[float] = None,
                  talker_scp: Union[None, str, Sequence[str]] = None,
                  talker_prob: float = 0.5, talker_tir_range: Sequence[float] = (0.0, 10.0),
                  talker_alone_prob: float = 0.25, talker_utt2spk: Optional[str] = None, **kwargs):
@@ -52,12 +58,24 @@ class PseudoSE(OnTheFlyObjective):
             raise ValueError(f"teacher needs exactly the keys 'config' and 'model_file', got {sorted(teacher)}")
         if not 0.0 <= teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight}")
-        if teacher is None and (teacher_input or teacher_reference):
-            raise ValueError("teacher_input and teacher_reference need a teacher")
+        shares = {"teacher_weight_above": teacher_weight_above, "teacher_weight_noise": teacher_weight_noise}
+        if teacher is None and (teacher_input or teacher_reference or any(v is not None for v in shares.values())):
+            raise ValueError("teacher_input, teacher_reference, teacher_weight_above and teacher_weight_noise "
+                             "need a teacher")
+        for name, value in shares.items():
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if teacher_weight_above is not None:
+            nyquist = self.mixer.inject_bank.sample_rate / 2
+            if not 0.0 < teacher_split_hz < nyquist:
+                raise ValueError(f"teacher_split_hz must be in (0, {nyquist:g}) Hz, got {teacher_split_hz}")
         self.teacher_files = teacher
         self.teacher_weight = teacher_weight
         self.teacher_input = teacher_input
         self.teacher_reference = teacher_reference
+        self.teacher_weight_above = teacher_weight_above
+        self.teacher_split_hz = teacher_split_hz
+        self.teacher_weight_noise = teacher_weight_noise
         self._teacher = None
 
     def _teacher_outputs(self, pseudo_source: torch.Tensor) -> torch.Tensor:
@@ -87,7 +105,9 @@ class PseudoSE(OnTheFlyObjective):
             cleaned = precomputed.to(target) * mask
             if self.teacher_input:
                 source = cleaned
-            target = self.teacher_weight * cleaned + (1.0 - self.teacher_weight) * target
+            target = blend_with_teacher(cleaned, target, self.teacher_weight, self.mixer.inject_bank.sample_rate,
+                                        self.teacher_weight_above, self.teacher_split_hz,
+                                        self.teacher_weight_noise) * mask
         noise, snr = self.mixer.injection(batch, length, self.generator)
         talker = None
         if self.talkers is not None:

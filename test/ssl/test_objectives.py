@@ -8,7 +8,7 @@ import torch
 
 from espnet2_pse.data.mixing import snr_db
 from espnet2_pse.ssl.contrastive_mixtures import ContrastiveMixtures, negative_term
-from espnet2_pse.ssl.mixing import SNRSampler
+from espnet2_pse.ssl.mixing import SNRSampler, blend_with_teacher
 from espnet2_pse.ssl.pseudo_se import PseudoSE
 
 
@@ -148,6 +148,66 @@ def test_teacher_targets_blend_and_stay_out_of_the_state_dict(tiny_corpus, teach
     assert torch.allclose(made["teacher"] * scale, cleaned, atol=1e-4)
 
 
+def band_energy(signal, low_hz, high_hz):
+    """Energy in [low_hz, high_hz) of a Hann-windowed (B, T) signal at 16 kHz."""
+    spectrum = torch.fft.rfft(signal * torch.hann_window(signal.size(-1)), dim=-1).abs().pow(2)
+    freqs = torch.fft.rfftfreq(signal.size(-1), 1 / 16000)
+    return spectrum[..., (freqs >= low_hz) & (freqs < high_hz)].sum(-1)
+
+
+def test_teacher_blend_takes_each_share_in_its_band():
+    gen = torch.Generator().manual_seed(0)
+    teacher, source = torch.randn(2, 3, 16000, generator=gen)
+    # One weight: exactly the plain blend.
+    assert torch.equal(blend_with_teacher(teacher, source, 0.3, 16000), 0.3 * teacher + 0.7 * source)
+    blended = blend_with_teacher(teacher, source, 0.0, 16000, weight_above=1.0, split_hz=4000)
+    # Half an octave or more from the split, the blend is the source below and the teacher above.
+    below, above = blended - source, blended - teacher
+    assert (band_energy(below, 0, 2700) / band_energy(source, 0, 2700)).max() < 1e-3
+    assert (band_energy(above, 5800, 8000) / band_energy(teacher, 5800, 8000)).max() < 1e-3
+    # At the split it is half of each: a quarter of the difference's energy.
+    middle = band_energy(below, 3800, 4200) / band_energy(teacher - source, 3800, 4200)
+    assert ((middle > 0.2) & (middle < 0.3)).all(), middle
+    # The shares are complementary in every band: swapping the signals and the weights' roles
+    # gives the same blend.
+    swapped = blend_with_teacher(source, teacher, 0.8, 16000, weight_above=0.1, split_hz=2000)
+    assert torch.allclose(blend_with_teacher(teacher, source, 0.2, 16000, weight_above=0.9, split_hz=2000),
+                          swapped, atol=1e-5)
+
+
+def test_teacher_blend_takes_the_noise_share_where_the_teacher_removes():
+    """Speech in the low band, noise in the high band; the teacher keeps the speech only."""
+    gen = torch.Generator().manual_seed(1)
+    t = torch.arange(16000) / 16000
+    speech = 0.5 * torch.sin(2 * torch.pi * 300 * t).expand(2, -1)
+    noise = blend_with_teacher(torch.zeros(2, 16000), torch.randn(2, 16000, generator=gen), 1.0, 16000,
+                               weight_above=0.0, split_hz=2000)  # the noise above 2.8 kHz only
+    recording = speech + noise
+    blended = blend_with_teacher(speech, recording, 0.5, 16000, weight_noise=1.0)
+    # Where the teacher keeps everything (the speech) the share stays 0.5, and the speech, in
+    # both signals, is kept whole; where it removes everything (the noise) the share is 1.
+    assert (band_energy(blended - speech, 250, 350) / band_energy(speech, 250, 350)).max() < 1e-4
+    assert (band_energy(blended, 3000, 8000) / band_energy(noise, 3000, 8000)).max() < 1e-3
+    plain = blend_with_teacher(speech, recording, 0.5, 16000)
+    assert (band_energy(plain, 3000, 8000) / band_energy(noise, 3000, 8000)).min() > 0.2  # 0.5 ** 2
+
+
+def test_teacher_share_above_the_split_in_pseudo_se_targets(tiny_corpus):
+    noise = 0.01 * torch.randn(3, 8000, generator=torch.Generator().manual_seed(2))
+    speech, cleaned = speech_batch(batch=3), speech_batch(batch=3, seed=7) + noise  # the noise reaches 8 kHz
+    files = {"config": "never.yaml", "model_file": "never.pth"}
+    objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), batch_scaling=False, teacher=files,
+                         teacher_weight=0.5, teacher_weight_above=1.0, teacher_split_hz=3000)
+    made = objective.make_batch(speech, ones_mask(speech), precomputed=cleaned)
+    assert torch.allclose(made["target"], blend_with_teacher(cleaned, speech, 0.5, 16000, weight_above=1.0,
+                                                             split_hz=3000), atol=1e-6)
+    # Above the crossover (4243 Hz) the target is the teacher's output, below 2121 Hz half of it
+    # (away from the crop's edges, where the cut itself spreads over every band).
+    target, cleaned, half = (x[:, 512:-512] for x in (made["target"], cleaned, 0.5 * cleaned + 0.5 * speech))
+    assert (band_energy(target - cleaned, 4300, 8000) / band_energy(cleaned, 4300, 8000)).max() < 1e-3
+    assert (band_energy(target - half, 0, 2100) / band_energy(half, 0, 2100)).max() < 1e-3
+
+
 def test_precomputed_teacher_outputs_replace_the_teacher(tiny_corpus, teacher_dir, tmp_path, caplog):
     import shutil
 
@@ -203,9 +263,16 @@ def test_teacher_settings_are_checked(tiny_corpus, teacher_dir):
         PseudoSE(inject_noise_scp=noise, teacher={"config": "c.yaml"})
     with pytest.raises(ValueError, match="teacher_weight must be in"):
         PseudoSE(inject_noise_scp=noise, teacher={"config": "c", "model_file": "m"}, teacher_weight=1.5)
-    for option in ("teacher_input", "teacher_reference"):
-        with pytest.raises(ValueError, match="teacher_input and teacher_reference need a teacher"):
-            PseudoSE(inject_noise_scp=noise, **{option: True})
+    for option, value in (("teacher_input", True), ("teacher_reference", True), ("teacher_weight_above", 1.0),
+                          ("teacher_weight_noise", 1.0)):
+        with pytest.raises(ValueError, match="teacher_weight_above and teacher_weight_noise need a teacher"):
+            PseudoSE(inject_noise_scp=noise, **{option: value})
+    files = {"config": "c", "model_file": "m"}
+    for option in ("teacher_weight_above", "teacher_weight_noise"):
+        with pytest.raises(ValueError, match=fr"{option} must be in \[0, 1\], got -0.1"):
+            PseudoSE(inject_noise_scp=noise, teacher=files, **{option: -0.1})
+    with pytest.raises(ValueError, match=r"teacher_split_hz must be in \(0, 8000\) Hz, got 9000"):
+        PseudoSE(inject_noise_scp=noise, teacher=files, teacher_weight_above=1.0, teacher_split_hz=9000)
     missing = PseudoSE(inject_noise_scp=noise, teacher={"config": str(teacher_dir / "config.yaml"),
                                                         "model_file": str(teacher_dir / "nope.pth")})
     with pytest.raises(FileNotFoundError, match="teacher: no such file: .*nope.pth"):

@@ -188,7 +188,9 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     work = tmp_path / "work"
     args = personalize_args(personalized, **{"--out": tmp_path / "carol.zip", "--base": personalized / "me.zip",
                                              "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None,
-                                             "--teacher_weight": 1.0, "--spectral_reference": "teacher"})
+                                             "--teacher_weight": 1.0, "--spectral_reference": "teacher",
+                                             "--teacher_weight_above": 0.5, "--teacher_split_hz": 3000,
+                                             "--teacher_weight_noise": 0.8})
     args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"), "--config",
                                          str(personalized / "tiny.yaml"))]
     args += ["--user_name", "carol", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
@@ -202,6 +204,9 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     teacher = config["ssl_objective_conf"]["teacher"]
     assert teacher["model_file"].startswith(str(work / "base/exp/fsl/")) and config["ssl_objective_conf"]["teacher_weight"] == 1.0
     assert config["ssl_objective_conf"]["teacher_reference"] is True
+    assert config["ssl_objective_conf"]["teacher_weight_above"] == 0.5
+    assert config["ssl_objective_conf"]["teacher_split_hz"] == 3000
+    assert config["ssl_objective_conf"]["teacher_weight_noise"] == 0.8
     # The base's outputs on the recordings were computed once, and the training reads them.
     outputs = (work / "teacher_outputs/teacher.scp").read_text().split()[::2]
     assert outputs == (personalized / "me_work/data/speakers/carol/pretrain/spk1.scp").read_text().split()[::2]
@@ -213,7 +218,7 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
         summary = yaml.safe_load(z.read("exp/zsl/personalize.yaml"))
         trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
     assert summary["selection"] == "last epoch" and summary["teacher_weight"] == 1.0
-    assert summary["spectral_reference"] == "teacher"
+    assert summary["spectral_reference"] == "teacher" and summary["teacher_weight_above"] == 0.5
     base = torch.load(teacher["model_file"], map_location="cpu")
     assert set(trained) == set(base)  # the frozen teacher never enters the saved state dict
     assert config["separator_conf"]["causal"] is True and config["separator_conf"]["norm_type"] == "cLN"
@@ -258,6 +263,11 @@ def test_teacher_weight_default_follows_method_and_base(tmp_path, options, weigh
     (["--base", "none", "--teacher_weight", "0.5"], "needs a --base model as the teacher"),
     (["--method", "contrastive_mixtures", "--teacher_weight", "0.5"], "is a pseudo_se option"),
     (["--teacher_weight", "1.5"], r"must be in \[0, 1\], got 1.5"),
+    (["--teacher_weight_above", "2"], r"--teacher_weight_above must be in \[0, 1\], got 2"),
+    (["--teacher_weight", "0", "--teacher_weight_above", "1"], "--teacher_weight_above needs a teacher"),
+    (["--teacher_weight_noise", "-1"], r"--teacher_weight_noise must be in \[0, 1\], got -1"),
+    (["--base", "none", "--teacher_weight_noise", "1"], "--teacher_weight_noise needs a teacher"),
+    (["--teacher_weight_above", "1", "--teacher_split_hz", "8000"], r"--teacher_split_hz must be in \(0, 8000\) Hz"),
     (["--spectral_reference", "teacher", "--teacher_weight", "0"], "needs a spectral term .* and a teacher"),
     (["--spectral_reference", "teacher", "--spectral_weight", "0"], "needs a spectral term .* and a teacher"),
     (["--spectral_reference", "teacher", "--dp_predictor_config", "c.yaml", "--dp_predictor_model", "m.pth"],
