@@ -361,11 +361,10 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     if teacher:
         objective.update(teacher={"config": str(base_files.train_config), "model_file": str(base_files.model_file)},
                          teacher_weight=args.teacher_weight,
-                         teacher_reference=args.spectral_reference == "teacher")
-        if args.teacher_weight_above is not None:
-            objective.update(teacher_weight_above=args.teacher_weight_above, teacher_split_hz=args.teacher_split_hz)
-        if args.teacher_weight_noise is not None:
-            objective.update(teacher_weight_noise=args.teacher_weight_noise)
+                         teacher_reference=args.spectral_reference == "teacher",
+                         # check_args set the share above the split whenever there is a teacher
+                         teacher_weight_above=args.teacher_weight_above, teacher_split_hz=args.teacher_split_hz,
+                         teacher_weight_noise=args.teacher_weight_noise)
     dp = bool(args.dp_predictor_config)
     if dp:
         objective["dp_predictor"] = {"config": str(Path(args.dp_predictor_config).absolute()),
