@@ -6,7 +6,9 @@ enhances hop by hop; after each hop the student embeds the last W seconds of *en
 and the embedding for the next hop is e_0 blended with the EMA of the accepted student
 embeddings (see :class:`espnet2_pse.spk.refinement.EmbeddingRefiner`). Each hop gets
 ``context_s`` seconds of past mixture, so the cost is about (context_s + hop_s) / hop_s network
-passes per second of audio, plus the student every hop.
+passes per second of audio, plus the student every hop. Two-pass (``two_pass``, offline): one
+static pass with e_0, the refiner over all of its output, one static pass with the refined
+embedding: two network passes and the student every hop.
 
 Command-line entry points share :func:`add_refinement_arguments` (the ``--refine`` group),
 :func:`refinement_from_args` and :func:`load_student`; :func:`conditioning` and
@@ -41,6 +43,10 @@ class RefinementOptions:
     min_level_db: Optional[float] = -50.0  # windows quieter than this (dBFS) are skipped
     source: str = "enhanced"  # the student embeds the "enhanced" output or the "mixture" (ablation)
     session: bool = False  # the refined embedding carries over from one signal to the next
+    # Offline: a static pass with e_0, the refiner over all of its output, then one static pass
+    # with the refined embedding, so that the separator keeps its future context (the hop loop
+    # of a non-causal separator loses it); twice the separator's cost.
+    two_pass: bool = False
 
     def __post_init__(self):
         if self.context_s < 0:
@@ -120,6 +126,10 @@ def add_refinement_arguments(parser: argparse.ArgumentParser) -> None:
                        help="one session: the refined embedding carries over from each file to the next "
                        "(in input order, as on a device that keeps listening), instead of restarting from "
                        "the enrollment embedding for every file")
+    group.add_argument("--refine_two_pass", action="store_true",
+                       help="offline, not causal: enhance each file with e_0, refine the embedding over the "
+                       "whole output (the same windows, gate and blend), then enhance it again with the refined "
+                       "embedding; a non-causal separator keeps its future context, which the hop loop loses")
     group.add_argument("--refine_min_level_db", type=_float_or_none,
                        default=defaults.min_level_db,
                        help="windows quieter than this RMS level (dBFS) are skipped; none: never")
@@ -209,7 +219,7 @@ class ConditionedEnhancer(ChunkedEnhancer):
         if self._session is not None:
             return self._session
         options = asdict(self.refinement)
-        for loop_option in ("context_s", "source", "session"):
+        for loop_option in ("context_s", "source", "session", "two_pass"):
             options.pop(loop_option)
         refiner = EmbeddingRefiner(
             self.student, torch.from_numpy(self.embedding), sample_rate=self.model_fs, **options
@@ -234,10 +244,17 @@ class ConditionedEnhancer(ChunkedEnhancer):
             conditioning = {"enroll_ref1": embedding[None].to(device=self.device, dtype=self.dtype)}
             return torch.from_numpy(self.enhance_model_rate(segment.numpy(), conditioning))
 
-        enhanced, used = enhance_with_refinement(
-            enhance, torch.from_numpy(x), refiner, self.refinement.context_s, self.model_fs,
-            self.refinement.source, keep_embedding=self.refinement.session,
-        )
+        if self.refinement.two_pass:
+            refiner.reset(self.refinement.session)
+            first = enhance(torch.from_numpy(x), refiner.embedding)
+            refiner.push(first if self.refinement.source == "enhanced" else torch.from_numpy(x))
+            used = refiner.embedding[None].clone()
+            enhanced = enhance(torch.from_numpy(x), used[0])
+        else:
+            enhanced, used = enhance_with_refinement(
+                enhance, torch.from_numpy(x), refiner, self.refinement.context_s, self.model_fs,
+                self.refinement.source, keep_embedding=self.refinement.session,
+            )
         updates = refiner.accepted + refiner.rejected
         drift = max(0.0, 1.0 - (used @ refiner.enrollment).min().item()) if len(used) else 0.0
         self.last_stats = {

@@ -150,6 +150,33 @@ def test_refined_with_alpha_one_equals_static_and_moves_below_one(cond_model, st
     assert np.abs(refined["0.0"] - static).max() > 1e-3  # the student's embedding does condition
 
 
+def test_two_pass_enhances_the_whole_file_with_the_embedding_refined_on_the_static_output(
+        cond_model, student, tmp_path, capsys):
+    """--refine_two_pass: alpha 1 gives the static output; alpha 0 gives the static pass
+    conditioned on the embedding that the refiner draws from the static output, everywhere."""
+    from espnet2_pse.data.audio import load_audio
+    from espnet2_pse.inference.conditioned import load_student
+    from espnet2_pse.spk.refinement import EmbeddingRefiner
+
+    src = write_noisy(tmp_path / "noisy.wav", fs=16000, channels=1)
+    enroll = save_embedding(tmp_path / "e.npy", 1)
+    assert run_enhance(cond_model, src, tmp_path / "static", "--enroll", enroll) == 0
+    static = load_audio(tmp_path / "static/noisy.wav", 16000)
+    refiner = EmbeddingRefiner(load_student(student[1], student[3]), torch.from_numpy(np.load(enroll)),
+                               window_s=1.0, hop_s=0.5, alpha=0.0, cos_threshold=-1, min_level_db=None)
+    refiner.push(torch.from_numpy(static))
+    np.save(tmp_path / "refined.npy", refiner.embedding.numpy())
+    assert run_enhance(cond_model, src, tmp_path / "expected", "--enroll", tmp_path / "refined.npy") == 0
+    expected = load_audio(tmp_path / "expected/noisy.wav", 16000)
+    for alpha, reference in (("1.0", static), ("0.0", expected)):
+        out = tmp_path / f"two_pass{alpha}"
+        assert run_enhance(cond_model, src, out, "--enroll", enroll, "--refine", *student, *OPEN_GATE,
+                           "--refine_alpha", alpha, "--refine_two_pass") == 0
+        assert f"{out / 'noisy.wav'}: refinement accepted 3/3" in capsys.readouterr().out
+        np.testing.assert_allclose(load_audio(out / "noisy.wav", 16000), reference, atol=1e-4)
+    assert np.abs(expected - static).max() > 1e-3  # the refined embedding does condition
+
+
 def test_a_session_carries_the_refined_embedding_to_the_next_file(cond_model, student, tmp_path):
     """Two copies of one file: refined alone, each restarts from e_0 and both outputs agree;
     in a session (--refine_session) the first is unchanged and the second starts from the
