@@ -6,9 +6,8 @@ enhances hop by hop; after each hop the student embeds the last W seconds of *en
 and the embedding for the next hop is e_0 blended with the EMA of the accepted student
 embeddings (see :class:`espnet2_pse.spk.refinement.EmbeddingRefiner`). Each hop gets
 ``context_s`` seconds of past mixture, so the cost is about (context_s + hop_s) / hop_s network
-passes per second of audio, plus the student every hop. Two-pass (``two_pass``, offline): one
-static pass with e_0, the refiner over all of its output, one static pass with the refined
-embedding: two network passes and the student every hop.
+passes per second of audio, plus the student every hop. Two-pass (``two_pass``, offline:
+:func:`espnet2_pse.spk.refinement.enhance_two_pass`): two network passes and the student every hop.
 
 Command-line entry points share :func:`add_refinement_arguments` (the ``--refine`` group),
 :func:`refinement_from_args` and :func:`load_student`; :func:`conditioning` and
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from espnet2_pse.inference.chunked import ChunkedEnhancer
-from espnet2_pse.spk.refinement import SOURCES, EmbeddingRefiner, enhance_with_refinement
+from espnet2_pse.spk.refinement import SOURCES, EmbeddingRefiner, enhance_two_pass, enhance_with_refinement
 
 # What a speaker-conditioned separator reads from enroll_ref1.
 EMBEDDING, AUDIO = "embedding", "audio"
@@ -245,11 +244,8 @@ class ConditionedEnhancer(ChunkedEnhancer):
             return torch.from_numpy(self.enhance_model_rate(segment.numpy(), conditioning))
 
         if self.refinement.two_pass:
-            refiner.reset(self.refinement.session)
-            first = enhance(torch.from_numpy(x), refiner.embedding)
-            refiner.push(first if self.refinement.source == "enhanced" else torch.from_numpy(x))
-            used = refiner.embedding[None].clone()
-            enhanced = enhance(torch.from_numpy(x), used[0])
+            enhanced, used = enhance_two_pass(enhance, torch.from_numpy(x), refiner, self.refinement.source,
+                                              keep_embedding=self.refinement.session)
         else:
             enhanced, used = enhance_with_refinement(
                 enhance, torch.from_numpy(x), refiner, self.refinement.context_s, self.model_fs,

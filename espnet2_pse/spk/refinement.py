@@ -202,3 +202,26 @@ def enhance_with_refinement(
     if not pieces:
         return mixture.clone(), refiner.enrollment.new_zeros(0, len(refiner.enrollment))
     return torch.cat(pieces), torch.stack(used)
+
+
+def enhance_two_pass(
+    enhance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    mixture: torch.Tensor,
+    refiner: EmbeddingRefiner,
+    source: str = "enhanced",
+    keep_embedding: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Offline refinement of a whole (T,) mixture: one pass with the refiner's starting
+    embedding, the refiner over all of that output (or the mixture, ``source="mixture"``), then
+    one pass with the refined embedding. A non-causal separator keeps its future context, which
+    :func:`enhance_with_refinement` withholds. Arguments as there; returns enhanced (T,) and the
+    (1, D) embedding of the second pass."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got '{source}'")
+    refiner.reset(keep_embedding)
+    mixture = torch.as_tensor(mixture).reshape(-1)
+    first = enhance(mixture, refiner.embedding.clone())
+    refiner.push(first if source == "enhanced" else mixture)
+    refined = refiner.embedding.clone()
+    return enhance(mixture, refined).reshape(-1), refined[None]
+
