@@ -59,7 +59,7 @@ from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, write_teacher_outputs
 logger = logging.getLogger("espnet2_pse.personalize")
 
 SAMPLE_RATE = 16000
-# The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft.yaml).
+# The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft_talkers.yaml).
 DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_stft.zip"
 # Zero-shot PseudoSE target from a base: half the base's enhancement of the recording, half the
 # recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).

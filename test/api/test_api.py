@@ -140,6 +140,27 @@ def test_conditioned_model_takes_a_path_samples_or_an_embedding(tmp_path):
         by_path.stream()
 
 
+def test_two_pass_refinement_gives_the_commands_output(tmp_path):
+    """refine_options=RefinementOptions(two_pass=True) with the packed student: the file that
+    ``pse-enhance --refine --refine_two_pass`` writes, with every update counted (open gate)."""
+    from espnet2_pse.inference.conditioned import RefinementOptions
+
+    rng = np.random.default_rng(7)
+    sf.write(str(tmp_path / "me.wav"), voice(rng, 3.0, 16000), 16000, subtype="FLOAT")
+    x = make_signal(3.0, seed=8)
+    sf.write(str(tmp_path / "in.wav"), x, 16000, subtype="FLOAT")
+    enhancer = espnet2_pse.load(CONDITIONED, enroll=tmp_path / "me.wav", refine=True,
+                                refine_options=RefinementOptions(two_pass=True, cos_threshold=-1.0))
+    y = enhancer(x, 16000)
+    assert enhancer.engine.last_stats["accepted"] == enhancer.engine.last_stats["updates"] > 0
+    assert enhance.main(["--model", str(CONDITIONED), "--enroll", str(tmp_path / "me.wav"), "--refine",
+                         "--refine_two_pass", "--refine_cos_threshold", "-1", str(tmp_path / "in.wav"),
+                         "--out_dir", str(tmp_path / "cli"), "--quiet"]) == 0
+    np.testing.assert_allclose(sf.read(str(tmp_path / "cli" / "in.wav"), dtype="float32")[0], y, atol=1e-5)
+    static = espnet2_pse.load(CONDITIONED, enroll=tmp_path / "me.wav")(x, 16000)
+    assert np.abs(y - static).max() > 1e-4  # the refined embedding does condition the second pass
+
+
 def test_loading_errors_name_the_model(tmp_path):
     with pytest.raises(ModelNotFoundError, match="nope.zip"):
         espnet2_pse.load(tmp_path / "nope.zip")

@@ -7,6 +7,7 @@ import shutil
 import zipfile
 
 import pytest
+import yaml
 
 from .shell import RECIPE, REPO, bash, write_exec
 
@@ -341,7 +342,8 @@ def test_generalist_model_stands_in_for_the_trained_generalist(recipe):
     assert not (recipe / "trained.txt").exists()
     assert (model / ".done").read_text().strip() == f"packed {shipped}"
     with zipfile.ZipFile(shipped) as packed:
-        assert (model / "valid.loss.best.pth").read_bytes() == packed.read("exp/generalist_stft/model/valid.loss.best.pth")
+        packed_weights = yaml.safe_load(packed.read("meta.yaml"))["files"]["model_file"]
+        assert (model / "valid.loss.best.pth").read_bytes() == packed.read(packed_weights)
         assert "separator: conv_tasnet_skip" in (model / "config.yaml").read_text()
     res = bash(f"source ./pse.sh\n{body}", cwd=recipe)
     assert res.returncode == 0 and "already installed from" in res.stderr
