@@ -41,12 +41,15 @@ to DeepFilterNet3 and the personalize wall times, and writes ``<work_dir>/result
 tagged "load<N>") and prints its zero-shot result and wall time beside those of the idle run
 of the same work dir.
 Finished steps and per-file scores are reused when rerun with the same work dir (delete a
-voice's folder to redo it). Scoring runs in ``--score_jobs`` processes (DNSMOS is about 1 s per
+voice's folder to redo it); an output folder whose model or enhance options changed (its
+``.done`` holds a digest of them: a new shipped generalist, a personal model trained again) is
+made again, and scored again. Scoring runs in ``--score_jobs`` processes (DNSMOS is about 1 s per
 clip and model on one core).
 """
 
 import argparse
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -192,11 +195,28 @@ def write_user_folders(root: Path, voice: str, out: Path, args, talkers: List[st
     (out / ".done").write_text("")
 
 
+def model_stamp(model: str, options: Sequence[str]) -> str:
+    """What an output folder was made with: the model reference, a digest of its files and the
+    enhance options, so that a changed model (a new shipped generalist, a personal model trained
+    again) is enhanced again instead of being scored from stale outputs."""
+    digest, path = hashlib.sha256(), Path(model)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:  # a Hugging Face id is no file: its name stands for it
+        digest.update(file.read_bytes() if file.is_file() else str(file).encode())
+    return f"{model} sha256:{digest.hexdigest()} {shlex.join(options)}"
+
+
+def outputs_current(out: Path, model: str, options: Sequence[str] = ()) -> bool:
+    done = out / ".done"
+    return done.is_file() and done.read_text() == model_stamp(model, options)
+
+
 def enhance_dir(model: str, test_dir: Path, out: Path, log: Path, options: Sequence[str] = ()) -> None:
-    if not (out / ".done").is_file():
-        run([sys.executable, "-m", "espnet2_pse.bin.enhance", "--model", model, str(test_dir / "wav.scp"),
-             "--out_dir", str(out), "--quiet", *options], log)
-        (out / ".done").write_text("")
+    if outputs_current(out, model, options):
+        return
+    run([sys.executable, "-m", "espnet2_pse.bin.enhance", "--model", model, str(test_dir / "wav.scp"),
+         "--out_dir", str(out), "--quiet", *options], log)
+    (out / ".done").write_text(model_stamp(model, options))
 
 
 def write_enrollments(user: Path) -> Dict[str, Path]:
@@ -267,7 +287,7 @@ def conditioned_outputs(root: Path, voice: str, vdir: Path, args, tags: Sequence
             test, enhanced = CONDITIONS[condition]
             out = vdir / enhanced / output_folder(system, "", *tags)
             out_log = out.with_name(out.name + ".log")
-            if not (out / ".done").is_file():
+            if not outputs_current(out, args.conditioned, options):
                 out_log.unlink(missing_ok=True)
                 print(f"bench: {voice}: conditioned model, {system}, {condition}", flush=True)
             enhance_dir(args.conditioned, root / "speakers" / voice / test, out, out_log, options)

@@ -81,7 +81,9 @@ def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tags: Se
         folder = output_folder(system, *tags)
         cache = vdir / "scores" / condition / f"{folder}.json"
         metrics = BASIC_METRICS if system == "noisereduce" or signal_only else PERSONALIZED_METRICS
-        rows = json.loads(cache.read_text()) if cache.is_file() else {}
+        done = vdir / enhanced / folder / ".done"  # outputs made again since: their scores are stale
+        stale = cache.is_file() and done.is_file() and done.stat().st_mtime > cache.stat().st_mtime
+        rows = json.loads(cache.read_text()) if cache.is_file() and not stale else {}
         if sorted(rows) != sorted(test.keys) or not all(set(columns_for(metrics)) <= set(r) for r in rows.values()):
             jobs = [(key, test.spk1[key], test.wav[key],
                      None if system == "unprocessed" else str(vdir / enhanced / folder / f"{key}.wav"), metrics)
