@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -206,17 +206,18 @@ def model_stamp(model: str, options: Sequence[str]) -> str:
     return f"{model} sha256:{digest.hexdigest()} {shlex.join(options)}"
 
 
-def outputs_current(out: Path, model: str, options: Sequence[str] = ()) -> bool:
-    done = out / ".done"
-    return done.is_file() and done.read_text() == model_stamp(model, options)
-
-
-def enhance_dir(model: str, test_dir: Path, out: Path, log: Path, options: Sequence[str] = ()) -> None:
-    if outputs_current(out, model, options):
+def enhance_dir(model: str, test_dir: Path, out: Path, log: Path, options: Sequence[str] = (),
+                on_start: Optional[Callable[[], None]] = None) -> None:
+    """Enhance ``test_dir``'s mixtures into ``out`` unless it holds them from the same model and
+    options; ``on_start`` runs first when they are made (again)."""
+    stamp, done = model_stamp(model, options), out / ".done"
+    if done.is_file() and done.read_text() == stamp:
         return
+    if on_start is not None:
+        on_start()
     run([sys.executable, "-m", "espnet2_pse.bin.enhance", "--model", model, str(test_dir / "wav.scp"),
          "--out_dir", str(out), "--quiet", *options], log)
-    (out / ".done").write_text(model_stamp(model, options))
+    done.write_text(stamp)
 
 
 def write_enrollments(user: Path) -> Dict[str, Path]:
@@ -287,10 +288,12 @@ def conditioned_outputs(root: Path, voice: str, vdir: Path, args, tags: Sequence
             test, enhanced = CONDITIONS[condition]
             out = vdir / enhanced / output_folder(system, "", *tags)
             out_log = out.with_name(out.name + ".log")
-            if not outputs_current(out, args.conditioned, options):
-                out_log.unlink(missing_ok=True)
+
+            def fresh_log():  # called within this iteration, so the loop variables are current
+                out_log.unlink(missing_ok=True)  # the accepted-update counts are read from it
                 print(f"bench: {voice}: conditioned model, {system}, {condition}", flush=True)
-            enhance_dir(args.conditioned, root / "speakers" / voice / test, out, out_log, options)
+
+            enhance_dir(args.conditioned, root / "speakers" / voice / test, out, out_log, options, fresh_log)
             if mode == "refined":
                 counts = [tuple(map(int, m)) for m in _ACCEPTED.findall(out_log.read_text())]
                 accept[condition][system] = sum(a for a, _ in counts) / max(1, sum(n for _, n in counts))

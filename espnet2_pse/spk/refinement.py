@@ -224,4 +224,3 @@ def enhance_two_pass(
     refiner.push(first if source == "enhanced" else mixture)
     refined = refiner.embedding.clone()
     return enhance(mixture, refined).reshape(-1), refined[None]
-

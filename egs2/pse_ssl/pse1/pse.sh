@@ -219,32 +219,6 @@ setup() {
     . ./cmd.sh
 }
 
-# run_stage N NAME FUNCTION: runs one stage when N is within --stage..--stop_stage, logging
-# one line when it starts and one when it ends (with the elapsed seconds). It records the
-# outcome in main's stages_* lists for the final summary.
-run_stage() {
-    local n=$1 name=$2 fn=$3 t0
-    [ "${n}" -ge "${stage}" ] && [ "${n}" -le "${stop_stage}" ] || return 0
-    current_stage="${n} (${name})"
-    stage_result=done
-    t0=${SECONDS}
-    log "Stage ${n}/${last_stage} (${name}): start"
-    "${fn}"
-    case "${stage_result}" in
-        done) stages_done+=("${n}") ;;
-        skipped*) stages_skipped+=("${n}") ;;
-    esac
-    log "Stage ${n}/${last_stage} (${name}): ${stage_result} ($((SECONDS - t0)) s)"
-    current_stage=""
-}
-
-on_exit() {
-    local rc=$?
-    if [ "${rc}" -ne 0 ] && [ -n "${current_stage:-}" ]; then
-        log "Stage ${current_stage}: FAILED (exit code ${rc})"
-    fi
-}
-
 # --------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------

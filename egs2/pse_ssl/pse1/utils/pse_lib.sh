@@ -1,8 +1,36 @@
-# Generic helpers of pse.sh (sourced by it): done markers, training launch, a job pool,
-# config composition, data lookups (target speakers, noise banks) and one enhancement training
-# (train_pse). They use pse.sh's log/die and its option variables (expdir, datadir, dumpdir,
+# Generic helpers of pse.sh (sourced by it): the stage runner, done markers, training launch, a
+# job pool, config composition, data lookups (target speakers, noise banks) and one enhancement
+# training (train_pse). They use pse.sh's log/die and its option variables (expdir, datadir, dumpdir,
 # speakers, python, cuda_cmd, ngpu, num_nodes, train_nj, and train_pse's: train_conf_dir,
-# *_config, generalist_noise, generalist_talkers, inference_model, pse_args).
+# *_config, generalist_noise, generalist_talkers, inference_model, pse_args; run_stage's stage,
+# stop_stage, last_stage and main's stages_* lists).
+
+# run_stage N NAME FUNCTION: runs one stage when N is within --stage..--stop_stage, logging
+# one line when it starts and one when it ends (with the elapsed seconds). It records the
+# outcome in main's stages_* lists for the final summary.
+run_stage() {
+    local n=$1 name=$2 fn=$3 t0
+    [ "${n}" -ge "${stage}" ] && [ "${n}" -le "${stop_stage}" ] || return 0
+    current_stage="${n} (${name})"
+    stage_result=done
+    t0=${SECONDS}
+    log "Stage ${n}/${last_stage} (${name}): start"
+    "${fn}"
+    case "${stage_result}" in
+        done) stages_done+=("${n}") ;;
+        skipped*) stages_skipped+=("${n}") ;;
+    esac
+    log "Stage ${n}/${last_stage} (${name}): ${stage_result} ($((SECONDS - t0)) s)"
+    current_stage=""
+}
+
+# on_exit: the EXIT trap; names the stage that failed.
+on_exit() {
+    local rc=$?
+    if [ "${rc}" -ne 0 ] && [ -n "${current_stage:-}" ]; then
+        log "Stage ${current_stage}: FAILED (exit code ${rc})"
+    fi
+}
 
 # stage_done NAME [SIGNATURE]: succeeds when step NAME finished with the same SIGNATURE (the
 # options it ran with), so changing those options redoes the step instead of skipping it.
