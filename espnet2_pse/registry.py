@@ -7,6 +7,8 @@ and friends to work in every enh-family task.
 
 Each subpackage owns its own list through a ``register_classes(register)`` function, so adding
 a class never means editing this file.
+Learning-rate schedules go into ESPnet's ``scheduler_classes`` dict instead (``--scheduler``
+has no ClassChoices), from :data:`espnet2_pse.schedulers.SCHEDULERS`.
 """
 
 import importlib
@@ -71,7 +73,25 @@ def registered() -> List[Tuple[str, str, type]]:
     return out
 
 
+def register_scheduler(name: str, cls: type) -> None:
+    """Add ``cls`` to ESPnet's ``--scheduler`` choices (a plain dict, not a ClassChoices), with
+    the same collision rule as :func:`register`."""
+    from espnet2.tasks import abs_task
+
+    existing = abs_task.scheduler_classes.get(name)
+    if existing is cls:
+        return
+    if existing is not None:
+        raise RegistrationError(f"scheduler: '{name}' is already registered to "
+                                f"{existing.__module__}.{existing.__qualname__}; refusing to override it")
+    abs_task.scheduler_classes[name] = cls
+
+
 def register_all() -> None:
-    """Register every class of every provider; safe to call more than once."""
+    """Register every class of every provider, and our schedulers; safe to call more than once."""
+    from espnet2_pse.schedulers import SCHEDULERS
+
     for provider in _PROVIDERS:
         importlib.import_module(provider).register_classes(register)
+    for name, cls in SCHEDULERS.items():
+        register_scheduler(name, cls)

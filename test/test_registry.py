@@ -11,6 +11,7 @@ from espnet2.train.class_choices import ClassChoices
 
 import espnet2_pse
 from espnet2_pse import registry
+from espnet2_pse.schedulers import OneCycleHoldLR
 from espnet2_pse.separators.conv_tasnet_skip import ConvTasNetSkip
 
 
@@ -51,6 +52,11 @@ def test_register_refuses_collision_with_espnet_name():
     assert separator_choices.get_class("tcn") is not _Dummy
 
 
+def test_register_scheduler_refuses_espnet_names():
+    with pytest.raises(registry.RegistrationError, match="'onecyclelr' is already registered"):
+        registry.register_scheduler("onecyclelr", OneCycleHoldLR)
+
+
 def test_register_all_is_idempotent_and_lists_our_classes():
     registry.register_all()
     registry.register_all()
@@ -63,12 +69,13 @@ def test_register_all_is_idempotent_and_lists_our_classes():
 def test_print_config_and_argparse_choices_show_our_classes():
     proc = subprocess.run(
         [sys.executable, "-m", "espnet2_pse.bin.pse_train", "--print_config",
-         "--separator", "conv_tasnet_skip", "--ssl_objective", "pseudo_se"],
+         "--separator", "conv_tasnet_skip", "--ssl_objective", "pseudo_se", "--scheduler", "onecyclehold"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "separator: conv_tasnet_skip" in proc.stdout
     assert "ssl_objective: pseudo_se" in proc.stdout
+    assert "scheduler: onecyclehold" in proc.stdout
     # The import is quiet: no NLTK download attempts or ESPnet start-up chatter.
     assert "nltk_data" not in proc.stderr and "Flash Attention" not in proc.stdout + proc.stderr
     bad = subprocess.run(
