@@ -12,7 +12,7 @@ has no ClassChoices), from :data:`espnet2_pse.schedulers.SCHEDULERS`.
 """
 
 import importlib
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from espnet2.train.class_choices import ClassChoices
 
@@ -30,6 +30,18 @@ _registered: Dict[Tuple[int, str], type] = {}
 
 class RegistrationError(ValueError):
     """A class cannot be registered under the requested name."""
+
+
+def _is_new(where: str, key: str, existing: Optional[type], cls: type) -> bool:
+    """False when ``cls`` already holds ``key``; raises when another class does."""
+    if existing is cls:
+        return False
+    if existing is not None:
+        raise RegistrationError(
+            f"{where}: '{key}' is already registered to "
+            f"{existing.__module__}.{existing.__qualname__}; refusing to override it"
+        )
+    return True
 
 
 def register(choices: ClassChoices, name: str, cls: type) -> None:
@@ -50,15 +62,8 @@ def register(choices: ClassChoices, name: str, cls: type) -> None:
         raise RegistrationError(
             f"{choices.name}: {cls!r} is not a subclass of {choices.base_type.__name__}"
         )
-    existing = choices.classes.get(key)
-    if existing is cls:
-        return
-    if existing is not None:
-        raise RegistrationError(
-            f"{choices.name}: '{key}' is already registered to "
-            f"{existing.__module__}.{existing.__qualname__}; refusing to override it"
-        )
-    choices.classes[key] = cls
+    if _is_new(choices.name, key, choices.classes.get(key), cls):
+        choices.classes[key] = cls
     _registered[(id(choices), key)] = cls
 
 
@@ -78,13 +83,8 @@ def register_scheduler(name: str, cls: type) -> None:
     the same collision rule as :func:`register`."""
     from espnet2.tasks import abs_task
 
-    existing = abs_task.scheduler_classes.get(name)
-    if existing is cls:
-        return
-    if existing is not None:
-        raise RegistrationError(f"scheduler: '{name}' is already registered to "
-                                f"{existing.__module__}.{existing.__qualname__}; refusing to override it")
-    abs_task.scheduler_classes[name] = cls
+    if _is_new("scheduler", name, abs_task.scheduler_classes.get(name), cls):
+        abs_task.scheduler_classes[name] = cls
 
 
 def register_all() -> None:
