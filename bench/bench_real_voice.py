@@ -34,7 +34,9 @@ from Debian packages, built under ``<work_dir>/data`` when missing):
      refinement);
   4. per file: SI-SDRi, PESQ-WB and eSTOI against the clean reference; DNSMOS P.835 and
      personalized DNSMOS (SIG/BAK/OVRL, reference-free); speaker similarity (cosine of
-     pretrained GE2E embeddings, output vs clean reference). noisereduce gets the first three.
+     pretrained GE2E embeddings, output vs clean reference). noisereduce gets the first three;
+     the clean reference itself ("reference") gets the two DNSMOS, what an output identical
+     to it would score (on recordings with their own hiss, below a denoiser that removes it).
 It prints one table per condition (per voice, then the mean over voices) with the differences
 to DeepFilterNet3 and the personalize wall times, and writes ``<work_dir>/results.json``.
 ``--load N`` runs personalize beside N busy processes (a loaded machine; its models are

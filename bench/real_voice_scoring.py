@@ -4,7 +4,7 @@ run's snapshots."""
 
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -14,7 +14,7 @@ from espnet2_pse.data.kaldi_dir import read_data_dir
 from espnet2_pse.scoring.metrics import PERSONALIZED_METRICS, columns_for, score_utterance
 
 FS = 16000
-SYSTEMS = ("unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-shot", "few-shot")
+SYSTEMS = ("reference", "unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-shot", "few-shot")
 PERSONAL = ("zero-shot", "few-shot")
 # Outputs that depend on the personalize setting (--base, --personalize_args) and so go to tagged folders.
 PER_SETTING = ("generalist",) + PERSONAL
@@ -27,6 +27,9 @@ CONDITIONED = tuple(f"{mode} {name}" for mode in ("static", "refined") for name 
 CONDITIONS = {"noise": ("test", "enhanced"), "interferer": ("test_interferer", "enhanced_interferer")}
 # The classic spectral gate is a reference point for the signal metrics only (DNSMOS costs ~1 s a clip).
 BASIC_METRICS = ("si_sdr", "pesq", "estoi")
+# "reference": the clean reference itself, scored by the metrics that do not compare with it:
+# what an output identical to the reference would get (the recording's own hiss included).
+REFERENCE_METRICS = ("dnsmos", "pdnsmos")
 
 
 def output_folder(system: str, tag: str, conditioned_tag: str, refine_tag: str) -> str:
@@ -69,6 +72,15 @@ def _score_file(job) -> Dict[str, float]:
     return score_utterance(s, x, y, FS, metrics=metrics, key=key)
 
 
+def _scored_file(system: str, test, key: str, folder: Path) -> Optional[str]:
+    """The file scored as ``system``'s output for ``key``; None scores the mixture itself."""
+    if system == "unprocessed":
+        return None
+    if system == "reference":
+        return test.spk1[key]
+    return str(folder / f"{key}.wav")
+
+
 def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tags: Sequence[str], condition: str,
                 pool, signal_only: bool = False) -> Dict[str, Dict[str, float]]:
     """Mean of every column per system; per-file scores are kept in <vdir>/scores/<condition>/.
@@ -80,14 +92,18 @@ def score_voice(root: Path, voice: str, vdir: Path, systems: List[str], tags: Se
     for system in systems:
         folder = output_folder(system, *tags)
         cache = vdir / "scores" / condition / f"{folder}.json"
-        metrics = BASIC_METRICS if system == "noisereduce" or signal_only else PERSONALIZED_METRICS
+        if system == "reference":
+            if signal_only:  # the signal metrics all compare with it
+                continue
+            metrics = REFERENCE_METRICS
+        else:
+            metrics = BASIC_METRICS if system == "noisereduce" or signal_only else PERSONALIZED_METRICS
         done = vdir / enhanced / folder / ".done"  # outputs made again since: their scores are stale
         stale = cache.is_file() and done.is_file() and done.stat().st_mtime > cache.stat().st_mtime
         rows = json.loads(cache.read_text()) if cache.is_file() and not stale else {}
         if sorted(rows) != sorted(test.keys) or not all(set(columns_for(metrics)) <= set(r) for r in rows.values()):
-            jobs = [(key, test.spk1[key], test.wav[key],
-                     None if system == "unprocessed" else str(vdir / enhanced / folder / f"{key}.wav"), metrics)
-                    for key in test.keys]
+            jobs = [(key, test.spk1[key], test.wav[key], _scored_file(system, test, key, vdir / enhanced / folder),
+                     metrics) for key in test.keys]
             rows = dict(zip(test.keys, pool.map(_score_file, jobs)))
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows))

@@ -54,7 +54,8 @@ def print_table(results: Dict[str, dict], condition: str, order: Sequence[str]) 
           "reference; d*: difference to DeepFilterNet3 on the same files; 'few-shot' wall time is the second "
           "personalize run, which reuses the zero-shot model; static/refined <enrollment>: the conditioned model "
           "with the user's first 5 s of clean speech (clean5), 1.5 s of it (short) or 5 s of noisy recordings (noisy); "
-          "static oracle: each file with the embedding of its own clean reference (the ceiling of any refinement).")
+          "static oracle: each file with the embedding of its own clean reference (the ceiling of any refinement); "
+          "reference: the clean reference itself, on the metrics that do not compare with it.")
 
 
 def print_curve(results: Dict[str, dict], condition: str) -> None:

@@ -128,6 +128,6 @@ def test_real_voice_config_trains_with_speed_perturbation(spk_corpus, tmp_path):
                  f"--{split}_data_path_and_name_and_type", f"{data}/utt2spk,spk_labels,text"]
     main(cmd=[str(a) for a in args])
     config = load_yaml(out / "config.yaml")
-    assert config["speed_perturb_factors"] == [0.9, 1.0, 1.1]
+    assert config["speed_perturb_factors"] == [0.8, 0.9, 1.0, 1.1, 1.2]
     assert config["student_conf"] == {"embed_dim": 256, "n_mels": 64} and config["model_conf"]["noise_prob"] == 0.5
     assert (out / "1epoch.pth").is_file()
