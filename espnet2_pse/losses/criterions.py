@@ -1,11 +1,11 @@
-"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE (plain or segmental) or compressed spectra."""
+"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE (plain or segmental), compressed spectra or eSTOI."""
 
 from typing import Optional
 
 import torch
 from espnet2.enh.loss.criterions.time_domain import TimeDomainLoss
 
-from espnet2_pse.losses.distances import DISTANCES, EPS, distance, framewise_distance
+from espnet2_pse.losses.distances import DISTANCES, EPS, WHOLE_SIGNAL_ONLY, distance, framewise_distance
 
 
 class PSEDistanceLoss(TimeDomainLoss):
@@ -17,8 +17,9 @@ class PSEDistanceLoss(TimeDomainLoss):
     (``dp_fixed_order``) can weight them.
 
     Args:
-        distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB), "mse" or
-            "cspec" (compressed spectral distance, dB; not segmental): see
+        distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB), "mse",
+            "cspec" (compressed spectral distance, dB) or "estoi" (negative eSTOI proxy; these
+            two are not segmental): see
             :mod:`espnet2_pse.losses.distances`.
         segmental: frame-wise distance averaged over frames instead of the whole-signal one.
         frame_length: frame length of the segmental version in samples.
@@ -45,8 +46,8 @@ class PSEDistanceLoss(TimeDomainLoss):
             raise ValueError(
                 f"pse_distance: 'distance' must be one of {DISTANCES}, got '{distance}'"
             )
-        if segmental and distance == "cspec":
-            raise ValueError("pse_distance: distance 'cspec' has no segmental version (segmental: false)")
+        if segmental and distance in WHOLE_SIGNAL_ONLY:
+            raise ValueError(f"pse_distance: distance '{distance}' has no segmental version (segmental: false)")
         if not 0 < hop_length <= frame_length:
             raise ValueError(
                 f"pse_distance: need 0 < hop_length <= frame_length, got "

@@ -12,6 +12,12 @@ inputs. Distances are losses: lower is better.
   magnitude with the signal's phase, share 0.3) plus a magnitude-only term (share 0.7), as
   -10 log10(||compressed ref||^2 / error), averaged over 256/512/1024-point STFTs. Unlike the
   SNR it weighs quiet time-frequency regions, which PESQ and eSTOI hear.
+- ``estoi``: the negative of a differentiable proxy of extended STOI (Jensen and Taal, 2016),
+  in [-1, 1] (whole signal only, 16 kHz): 15 one-third-octave band envelopes from 150 Hz of a
+  25.6-ms STFT (hop 12.8 ms), cut into every 30-frame (384 ms) segment; each segment is
+  normalised per band over time, then per frame over bands, and the score is the mean
+  correlation of estimate and reference. Unlike eSTOI itself it works at 16 kHz (no resampling
+  to 10 kHz) and keeps silent frames.
 
 The segmental versions share one framing with the DP SNR predictor and its targets (the STFT
 framing): centred reflect padding of ``frame_length // 2`` samples each side, frames of
@@ -29,11 +35,18 @@ import torch.nn.functional as F
 
 EPS = 1e-8
 
-DISTANCES = ("snr", "sisdr", "mse", "cspec")
+DISTANCES = ("snr", "sisdr", "mse", "cspec", "estoi")
+WHOLE_SIGNAL_ONLY = ("cspec", "estoi")
 # cspec: magnitude compression exponent, share of the complex term, STFT sizes (hop = size / 4).
 SPEC_COMPRESSION = 0.3
 SPEC_COMPLEX_SHARE = 0.3
 SPEC_FFT_SIZES = (256, 512, 1024)
+# estoi: eSTOI's analysis (25.6-ms frames every 12.8 ms, 30-frame segments, 15 third-octave
+# bands from 150 Hz) at 16 kHz.
+ESTOI_SAMPLE_RATE = 16000
+ESTOI_WINDOW, ESTOI_HOP, ESTOI_FFT = 410, 205, 512
+ESTOI_SEGMENT_FRAMES = 30
+ESTOI_BANDS, ESTOI_LOWEST_HZ = 15, 150.0
 
 
 def _check_name(name: str) -> None:
@@ -89,17 +102,54 @@ def _neg_cspec(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor
     return total / len(SPEC_FFT_SIZES)
 
 
+def _third_octave_matrix(dtype, device) -> torch.Tensor:
+    """(bands, bins) 0/1 matrix summing the STFT bins of each one-third-octave band."""
+    freqs = torch.arange(ESTOI_FFT // 2 + 1, dtype=torch.float64) * ESTOI_SAMPLE_RATE / ESTOI_FFT
+    centres = ESTOI_LOWEST_HZ * 2.0 ** (torch.arange(ESTOI_BANDS, dtype=torch.float64) / 3)
+    low, high = centres * 2.0 ** (-1 / 6), centres * 2.0 ** (1 / 6)
+    matrix = ((freqs >= low[:, None]) & (freqs < high[:, None])).to(dtype)
+    return matrix.to(device)
+
+
+def _band_envelopes(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+    window = torch.hann_window(ESTOI_WINDOW, dtype=x.dtype, device=x.device)
+    spec = torch.stft(x, ESTOI_FFT, hop_length=ESTOI_HOP, win_length=ESTOI_WINDOW, window=window,
+                      center=False, return_complex=True)
+    power = spec.real.pow(2) + spec.imag.pow(2)
+    return (bands @ power + 1e-12).sqrt()  # (B, bands, frames)
+
+
+def _normalised(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+    x = x - x.mean(dim, keepdim=True)
+    return x / (x.norm(dim=dim, keepdim=True) + eps)
+
+
+def _neg_estoi(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor:
+    needed = ESTOI_WINDOW + (ESTOI_SEGMENT_FRAMES - 1) * ESTOI_HOP
+    if est.size(-1) < needed:
+        raise ValueError(f"estoi needs signals of at least {needed} samples (one 384-ms segment "
+                         f"at {ESTOI_SAMPLE_RATE} Hz), got {est.size(-1)}")
+    bands = _third_octave_matrix(est.dtype, est.device)
+    segments = []
+    for x in (est, ref):
+        # (B, bands, segments, frames): every 30-frame segment, normalised as eSTOI does.
+        seg = _band_envelopes(x, bands).unfold(-1, ESTOI_SEGMENT_FRAMES, 1)
+        segments.append(_normalised(_normalised(seg, -1, eps), 1, eps))
+    correlation = (segments[0] * segments[1]).sum(1).mean(-1)  # (B, segments)
+    return -correlation.mean(-1)
+
+
 def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """Whole-signal distance.
 
     Args:
-        name: "snr", "sisdr", "mse" or "cspec".
+        name: "snr", "sisdr", "mse", "cspec" or "estoi".
         est: (B, T) estimate.
         ref: (B, T) reference.
         eps: added to both energies of a ratio.
     Returns:
         (B,) distance: dB for snr/sisdr/cspec (negative SNR / SI-SDR / compressed spectral
-        ratio), squared amplitude for mse.
+        ratio), squared amplitude for mse, the negative eSTOI proxy for estoi.
     """
     _check_name(name)
     _check_pair(est, ref)
@@ -107,6 +157,8 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
         return (est - ref).pow(2).mean(-1)
     if name == "cspec":
         return _neg_cspec(est, ref, eps)
+    if name == "estoi":
+        return _neg_estoi(est, ref, eps)
     return _neg_sdr(_zero_mean(est), _zero_mean(ref), name == "sisdr", eps)
 
 
@@ -164,8 +216,8 @@ def framewise_distance(
         sum over the frame of the squared windowed error / frame_length for mse.
     """
     _check_name(name)
-    if name == "cspec":
-        raise ValueError("distance 'cspec' has no segmental version; use it with segmental: false")
+    if name in WHOLE_SIGNAL_ONLY:
+        raise ValueError(f"distance '{name}' has no segmental version; use it with segmental: false")
     _check_pair(est, ref)
     est_frames = frame_signal(_zero_mean(est), frame_length, hop_length)
     ref_frames = frame_signal(_zero_mean(ref), frame_length, hop_length)

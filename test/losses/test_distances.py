@@ -160,3 +160,45 @@ def test_cspec_has_no_segmental_version_and_needs_a_frame():
         framewise_distance("cspec", torch.zeros(1, 4000), torch.zeros(1, 4000))
     with pytest.raises(ValueError, match="longer than 512 samples"):
         distance("cspec", torch.zeros(1, 300), torch.zeros(1, 300))
+
+
+def _modulated_noise(rng, batch, seconds=1.5, fs=16000):
+    """Noise under a 4-Hz syllable-like envelope: eSTOI needs envelopes that move."""
+    t = np.arange(int(seconds * fs)) / fs
+    envelope = 0.1 + np.maximum(np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6, (batch, 1))), 0)
+    return envelope * rng.standard_normal((batch, t.size))
+
+
+def test_estoi_proxy_agrees_with_pystoi():
+    """The proxy is scale-free and is -1 for a copy of the reference; over added noise it falls
+    as pystoi's eSTOI falls, within 0.15 of it (it keeps the silent frames that eSTOI drops)."""
+    from pystoi import stoi
+
+    rng = np.random.default_rng(2)
+    ref = _modulated_noise(rng, 2)
+    ref_t = torch.from_numpy(ref)
+    np.testing.assert_allclose(distance("estoi", 0.3 * ref_t, ref_t).numpy(), -1.0, atol=1e-4)
+    proxy, reference = [], []
+    for level in (0.1, 0.5, 1.0, 2.0):
+        est = ref + level * rng.standard_normal(ref.shape)
+        proxy.append(-distance("estoi", torch.from_numpy(est), ref_t).numpy())
+        reference.append([stoi(r, e, 16000, extended=True) for r, e in zip(ref, est)])
+    proxy, reference = np.array(proxy), np.array(reference)
+    assert (np.diff(proxy, axis=0) < 0).all() and (np.diff(reference, axis=0) < 0).all()
+    np.testing.assert_allclose(proxy, reference, atol=0.15)
+
+
+def test_estoi_needs_a_segment_and_has_finite_gradients():
+    from espnet2_pse.losses.criterions import PSEDistanceLoss
+
+    with pytest.raises(ValueError, match="no segmental version"):
+        PSEDistanceLoss(distance="estoi", segmental=True)
+    with pytest.raises(ValueError, match="at least 6355 samples"):
+        distance("estoi", torch.zeros(1, 6000), torch.zeros(1, 6000))
+    rng = np.random.default_rng(3)
+    ref = torch.from_numpy(_modulated_noise(rng, 1))
+    for start in (torch.zeros_like(ref), ref + torch.from_numpy(rng.standard_normal(ref.shape))):
+        est = start.clone().requires_grad_(True)
+        PSEDistanceLoss(distance="estoi")(ref, est).sum().backward()
+        assert torch.isfinite(est.grad).all()
+    assert est.grad.abs().sum() > 0
