@@ -28,6 +28,7 @@ Ratios are computed as (num + eps) / (den + eps): finite for perfect estimates, 
 reference frame still pulls the estimate towards silence.
 """
 
+import functools
 from typing import Optional
 
 import torch
@@ -102,8 +103,10 @@ def _neg_cspec(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor
     return total / len(SPEC_FFT_SIZES)
 
 
+@functools.lru_cache(maxsize=None)
 def _third_octave_matrix(dtype, device) -> torch.Tensor:
-    """(bands, bins) 0/1 matrix summing the STFT bins of each one-third-octave band."""
+    """(bands, bins) 0/1 matrix summing the STFT bins of each one-third-octave band (built once
+    per dtype and device, not on every training batch)."""
     freqs = torch.arange(ESTOI_FFT // 2 + 1, dtype=torch.float64) * ESTOI_SAMPLE_RATE / ESTOI_FFT
     centres = ESTOI_LOWEST_HZ * 2.0 ** (torch.arange(ESTOI_BANDS, dtype=torch.float64) / 3)
     low, high = centres * 2.0 ** (-1 / 6), centres * 2.0 ** (1 / 6)
