@@ -1,4 +1,4 @@
-"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE (plain or segmental), compressed spectra or eSTOI."""
+"""Criterion of the PSE objectives: negative SNR / SI-SDR / MSE (plain or segmental), compressed spectra, eSTOI or PESQ."""
 
 from typing import Optional
 
@@ -18,8 +18,8 @@ class PSEDistanceLoss(TimeDomainLoss):
 
     Args:
         distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB), "mse",
-            "cspec" (compressed spectral distance, dB) or "estoi" (negative eSTOI proxy; these
-            two are not segmental): see
+            "cspec" (compressed spectral distance, dB), "estoi" (negative eSTOI proxy) or
+            "pesq" (negative raw MOS of a PESQ proxy; these three are not segmental): see
             :mod:`espnet2_pse.losses.distances`.
         segmental: frame-wise distance averaged over frames instead of the whole-signal one.
         frame_length: frame length of the segmental version in samples.

@@ -18,6 +18,10 @@ inputs. Distances are losses: lower is better.
   normalised per band over time, then per frame over bands, and the score is the mean
   correlation of estimate and reference. Unlike eSTOI itself it works at 16 kHz (no resampling
   to 10 kHz) and keeps silent frames.
+- ``pesq``: the negative raw MOS of a differentiable proxy of wideband PESQ (whole signal only,
+  16 kHz; :mod:`espnet2_pse.losses.pesq_proxy`), 4.5 minus its symmetric and asymmetric
+  loudness disturbances: unlike the SNR it hears residual noise as PESQ does, louder where
+  speech is missing.
 
 The segmental versions share one framing with the DP SNR predictor and its targets (the STFT
 framing): centred reflect padding of ``frame_length // 2`` samples each side, frames of
@@ -34,10 +38,12 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from espnet2_pse.losses.pesq_proxy import raw_mos
+
 EPS = 1e-8
 
-DISTANCES = ("snr", "sisdr", "mse", "cspec", "estoi")
-WHOLE_SIGNAL_ONLY = ("cspec", "estoi")
+DISTANCES = ("snr", "sisdr", "mse", "cspec", "estoi", "pesq")
+WHOLE_SIGNAL_ONLY = ("cspec", "estoi", "pesq")
 # cspec: magnitude compression exponent, share of the complex term, STFT sizes (hop = size / 4).
 SPEC_COMPRESSION = 0.3
 SPEC_COMPLEX_SHARE = 0.3
@@ -146,13 +152,14 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
     """Whole-signal distance.
 
     Args:
-        name: "snr", "sisdr", "mse", "cspec" or "estoi".
+        name: "snr", "sisdr", "mse", "cspec", "estoi" or "pesq".
         est: (B, T) estimate.
         ref: (B, T) reference.
         eps: added to both energies of a ratio.
     Returns:
         (B,) distance: dB for snr/sisdr/cspec (negative SNR / SI-SDR / compressed spectral
-        ratio), squared amplitude for mse, the negative eSTOI proxy for estoi.
+        ratio), squared amplitude for mse, the negative eSTOI proxy for estoi, the negative
+        raw MOS of the PESQ proxy for pesq.
     """
     _check_name(name)
     _check_pair(est, ref)
@@ -162,6 +169,8 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
         return _neg_cspec(est, ref, eps)
     if name == "estoi":
         return _neg_estoi(est, ref, eps)
+    if name == "pesq":
+        return -raw_mos(est, ref)
     return _neg_sdr(_zero_mean(est), _zero_mean(ref), name == "sisdr", eps)
 
 
