@@ -1,7 +1,7 @@
 """The ESPnet training options of ``personalize``'s two steps (zero-shot and few-shot)."""
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import yaml
 
@@ -26,14 +26,29 @@ def batches_per_epoch(segments: DataDir, args) -> int:
     return max(1, int(args.segments_per_epoch * sum(crops) / len(crops)) // args.batch_size)
 
 
+def yaml_options(path: str, option: str) -> Dict:
+    """The mapping of ESPnet training options in the YAML file of ``option``."""
+    try:
+        options = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{option} {path} is not valid YAML: {err}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{option} {path} must hold a mapping of ESPnet training options, "
+                         f"got {type(options).__name__}")
+    return options
+
+
 def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr: float, max_epoch: int,
-                    dp: bool, spectral_reference: str = "target", one_cycle_steps: int = 0) -> Dict:
-    """ESPnet training options: defaults, then --config, then this step's lr and epochs.
+                    dp: bool, spectral_reference: str = "target", one_cycle_steps: int = 0,
+                    few_shot: bool = False, perceptual_weights: Tuple[float, float] = (0.0, 0.0)) -> Dict:
+    """ESPnet training options: defaults, then --config, then (``few_shot``) --fsl_config, then
+    this step's lr and epochs.
 
     ``spectral_reference`` "teacher": the spectral term scores against the teacher's output
     (``objective_conf`` must then ask PseudoSE for it with ``teacher_reference``).
     ``one_cycle_steps`` > 0: a one-cycle schedule peaking at ``lr`` over about that many batches
-    (unless --config names a scheduler)."""
+    (unless --config names a scheduler). ``perceptual_weights``: the weights of the PESQ and
+    eSTOI proxy terms (0: none)."""
     distance = {"distance": "snr", "segmental": True} if dp else {"distance": "snr"}
     criterions = [{"name": "pse_distance", "conf": distance,
                    "wrapper": "dp_fixed_order" if dp else "fixed_order", "wrapper_conf": {"weight": 1.0}}]
@@ -43,6 +58,10 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
         if spectral_reference == "teacher":  # our wrapper reads the teacher's output from the batch
             spectral.update(wrapper="dp_fixed_order", wrapper_conf={**spectral["wrapper_conf"], "reference": "teacher"})
         criterions.append(spectral)
+    for name, weight in zip(("pesq", "estoi"), perceptual_weights):
+        if weight:
+            criterions.append({"name": "pse_distance", "conf": {"distance": name}, "wrapper": "fixed_order",
+                               "wrapper_conf": {"weight": weight}})
     config = {
         **model,
         "criterions": criterions,
@@ -67,10 +86,16 @@ def training_config(args, model: Dict, objective: str, objective_conf: Dict, lr:
         config.update(scheduler="onecyclehold",
                       scheduler_conf={"max_lr": lr, "total_steps": one_cycle_steps, "pct_start": ZSL_WARMUP_SHARE})
     if args.config:
-        overrides = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        overrides = yaml_options(args.config, "--config")
         if args.base and set(overrides) & set(MODEL_KEYS):
             raise ValueError(f"--config {args.config} sets {sorted(set(overrides) & set(MODEL_KEYS))}, "
                              "but the network comes from --base; drop those keys or use --base none")
+        config.update(overrides)
+    if few_shot and args.fsl_config:
+        overrides = yaml_options(args.fsl_config, "--fsl_config")
+        if set(overrides) & set(MODEL_KEYS):
+            raise ValueError(f"--fsl_config {args.fsl_config} sets {sorted(set(overrides) & set(MODEL_KEYS))}, "
+                             "but the few-shot step fine-tunes the zero-shot network; drop those keys")
         config.update(overrides)
     config["max_epoch"] = max_epoch
     config["optim_conf"] = {**(config.get("optim_conf") or {}), "lr": lr}

@@ -147,6 +147,31 @@ def test_rerun_skips_resumes_and_refuses_other_settings(personalized, caplog):
     assert "was trained with other settings" in caplog.text
 
 
+def test_few_shot_options_of_their_own_reuse_the_zero_shot_model(personalized, caplog):
+    """The few-shot loss adds the PESQ and eSTOI terms by default; --fsl_config reaches the
+    few-shot training only (here an SNR and a PESQ term): the zero-shot model of the work dir
+    is reused, not trained again."""
+    caplog.set_level(logging.INFO)
+
+    def distances(step):
+        config = yaml.safe_load((work / f"exp/{step}/config.yaml").read_text())
+        return [c["conf"]["distance"] for c in config["criterions"]]
+    work = personalized / "me_work"
+    assert distances("zsl") == ["snr", "cspec"] and distances("fsl") == ["snr", "cspec", "pesq", "estoi"]
+    listener = personalized / "listener.yaml"
+    listener.write_text(yaml.safe_dump({"criterions": [
+        {"name": "pse_distance", "conf": {"distance": name}, "wrapper": "fixed_order", "wrapper_conf": {"weight": 1.0}}
+        for name in ("snr", "pesq")]}))
+    zsl_model = (work / "exp/zsl/valid.loss.best.pth").resolve().stat().st_mtime_ns
+    for name in (".done", "personalize_settings.yaml"):  # a few-shot step to do again
+        (work / "exp/fsl" / name).unlink()
+    assert personalize.main(personalize_args(personalized, **{"--fsl_config": listener})) == 0
+    assert "personalize zsl: already trained" in caplog.text
+    assert (work / "exp/zsl/valid.loss.best.pth").resolve().stat().st_mtime_ns == zsl_model
+    assert distances("fsl") == ["snr", "pesq"] and distances("zsl") == ["snr", "cspec"]
+    assert "pse_pesq=" in (work / "personalize.log").read_text()
+
+
 def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path, caplog):
     """--base, --method and the DP predictor reach the training config; a second user shares
     the data root."""
@@ -290,6 +315,26 @@ def test_teacher_weight_mistakes_are_refused(tmp_path, options, message):
     args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
     with pytest.raises(ValueError, match=message):
         personalize.check_args(args)
+
+
+def test_config_mistakes_are_refused_before_training(tmp_path):
+    """Both YAML files are read before the zero-shot step, and a mistake names the file (or
+    the option)."""
+    broken, listed = tmp_path / "broken.yaml", tmp_path / "listed.yaml"
+    broken.write_text("criterions: [\n")
+    listed.write_text("- max_epoch: 3\n")
+    for options, error, message in [
+        (["--fsl_config", str(listed)], ValueError, "--fsl_config sets options of the few-shot step, which needs "
+                                                     "--clean_dir"),
+        (["--clean_dir", str(tmp_path), "--fsl_config", str(broken)], ValueError,
+         f"--fsl_config {broken} is not valid YAML"),
+        (["--config", str(listed)], ValueError, f"--config {listed} must hold a mapping of ESPnet training options"),
+        (["--config", str(tmp_path / "missing.yaml")], FileNotFoundError, "missing.yaml"),
+        (["--fsl_perceptual_weights", "5", "-1"], ValueError, r"--fsl_perceptual_weights must be >= 0"),
+    ]:
+        args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
+        with pytest.raises(error, match=message):
+            personalize.check_args(args)
 
 
 def test_both_steps_inject_talkers_and_the_full_log_stays_in_the_work_dir(personalized):
