@@ -58,6 +58,7 @@ from espnet2_pse.bin.personalize_config import (DEFAULT_ZSL_PEAK_LR, SAMPLE_RATE
 from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
 from espnet2_pse.bin.personalize_progress import Progress, espnet_prints_to_log, remove_logging, setup_logging, train
 from espnet2_pse.data.kaldi_dir import read_data_dir
+from espnet2_pse.losses.distances import min_samples
 from espnet2_pse.inference.model_loading import resolve_model
 from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, write_teacher_outputs
 
@@ -81,8 +82,9 @@ DEFAULT_SEGMENTS_PER_EPOCH = 60
 DEFAULT_ZSL_EPOCHS = 24
 DEFAULT_FSL_EPOCHS = 5
 # Weights of the PESQ and eSTOI proxy terms in the few-shot loss. Against clean targets they
-# raised PESQ-WB by 0.06-0.07 and every other perceptual mean on real voices for 0.10 dB of
-# SI-SDRi; against the zero-shot step's noisy targets they cost 0.26-0.40 dB, so not there.
+# raised PESQ-WB by 0.06-0.07, eSTOI, DNSMOS and pDNSMOS on real voices for 0.10 dB of SI-SDRi
+# and 0.005 of speaker similarity; against the zero-shot step's noisy targets they cost
+# 0.26-0.40 dB, so not there.
 DEFAULT_FSL_PERCEPTUAL_WEIGHTS = (5.0, 30.0)
 # Weight of the compressed spectral distance beside the SNR loss: on real voices it raised
 # PESQ-WB by 0.04-0.06 and eSTOI by about 0.01 in both steps, SI-SDRi unchanged or better.
@@ -295,6 +297,11 @@ def check_args(args) -> None:
         raise ValueError(f"--spectral_weight must be >= 0, got {args.spectral_weight}")
     if min(args.fsl_perceptual_weights) < 0:
         raise ValueError(f"--fsl_perceptual_weights must be >= 0, got {args.fsl_perceptual_weights}")
+    if args.clean_dir and max(args.fsl_perceptual_weights) > 0:
+        needed = max(min_samples("pesq"), min_samples("estoi")) / SAMPLE_RATE
+        if args.chunk_seconds < needed:
+            raise ValueError(f"--chunk_seconds {args.chunk_seconds:g} is too short for the few-shot PESQ and eSTOI "
+                             f"terms (they need {needed:.2f} s); use a longer crop or --fsl_perceptual_weights 0 0")
     if args.spectral_reference == "teacher" and not (args.spectral_weight and args.teacher_weight > 0):
         raise ValueError("--spectral_reference teacher needs a spectral term (--spectral_weight > 0) and a teacher "
                          "(--teacher_weight > 0)")

@@ -20,8 +20,8 @@ inputs. Distances are losses: lower is better.
   to 10 kHz) and keeps silent frames.
 - ``pesq``: the negative raw MOS of a differentiable proxy of wideband PESQ (whole signal only,
   16 kHz; :mod:`espnet2_pse.losses.pesq_proxy`), 4.5 minus its symmetric and asymmetric
-  loudness disturbances: unlike the SNR it hears residual noise as PESQ does, louder where
-  speech is missing.
+  loudness disturbances: like PESQ, and unlike the SNR, it weighs added noise (in the pauses
+  above all) more than speech taken away.
 
 The segmental versions share one framing with the DP SNR predictor and its targets (the STFT
 framing): centred reflect padding of ``frame_length // 2`` samples each side, frames of
@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from espnet2_pse.losses.pesq_proxy import raw_mos
+from espnet2_pse.losses import pesq_proxy
 
 EPS = 1e-8
 
@@ -54,6 +54,7 @@ ESTOI_SAMPLE_RATE = 16000
 ESTOI_WINDOW, ESTOI_HOP, ESTOI_FFT = 410, 205, 512
 ESTOI_SEGMENT_FRAMES = 30
 ESTOI_BANDS, ESTOI_LOWEST_HZ = 15, 150.0
+ESTOI_MIN_SAMPLES = ESTOI_WINDOW + (ESTOI_SEGMENT_FRAMES - 1) * ESTOI_HOP  # one segment
 
 
 def _check_name(name: str) -> None:
@@ -134,9 +135,8 @@ def _normalised(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
 
 
 def _neg_estoi(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor:
-    needed = ESTOI_WINDOW + (ESTOI_SEGMENT_FRAMES - 1) * ESTOI_HOP
-    if est.size(-1) < needed:
-        raise ValueError(f"estoi needs signals of at least {needed} samples (one 384-ms segment "
+    if est.size(-1) < ESTOI_MIN_SAMPLES:
+        raise ValueError(f"estoi needs signals of at least {ESTOI_MIN_SAMPLES} samples (one 384-ms segment "
                          f"at {ESTOI_SAMPLE_RATE} Hz), got {est.size(-1)}")
     bands = _third_octave_matrix(est.dtype, est.device)
     segments = []
@@ -170,8 +170,15 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
     if name == "estoi":
         return _neg_estoi(est, ref, eps)
     if name == "pesq":
-        return -raw_mos(est, ref)
+        return -pesq_proxy.raw_mos(est, ref)
     return _neg_sdr(_zero_mean(est), _zero_mean(ref), name == "sisdr", eps)
+
+
+def min_samples(name: str) -> int:
+    """The shortest signal that the whole-signal distance ``name`` accepts."""
+    _check_name(name)
+    return {"cspec": max(SPEC_FFT_SIZES) // 2 + 1, "estoi": ESTOI_MIN_SAMPLES,
+            "pesq": pesq_proxy.MIN_SAMPLES}.get(name, 1)
 
 
 def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) -> torch.Tensor:

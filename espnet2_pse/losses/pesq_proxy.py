@@ -46,7 +46,7 @@ BAND_POWER_SCALE = 6.910853e-6 * 700.0
 SILENT_FRAME_POWER = 1e7  # frames whose audible reference power is below it are silent
 FREQ_EQ_LIMITS, FREQ_EQ_FLOOR = (0.01, 100.0), 1000.0
 GAIN_EQ_LIMITS, GAIN_EQ_FLOOR, GAIN_EQ_CURRENT = (3e-4, 5.0), 5e3, 0.8
-AUDIBLE_FACTOR = 100.0  # frequency equalisation counts bands 20 dB above threshold
+AUDIBLE_FACTOR = 100.0  # speech frames and the frequency equalisation count bands 20 dB above threshold
 LOUDNESS_SCALE, ZWICKER_POWER = 0.1866055, 0.23
 DEAD_ZONE = 0.25
 ASYMMETRY_FLOOR, ASYMMETRY_POWER, ASYMMETRY_LIMITS = 50.0, 1.2, (3.0, 12.0)
@@ -54,6 +54,7 @@ FRAME_CAP = 45.0
 SILENCE_FLOOR, SILENCE_POWER = 1e5, 0.04
 INTERVAL_FRAMES = 20
 SYMMETRIC_WEIGHT, ASYMMETRIC_WEIGHT = 0.1, 0.0309
+MIN_SAMPLES = FFT + (INTERVAL_FRAMES - 1) * HOP  # one aggregation interval
 
 
 def _bark(hz: torch.Tensor) -> torch.Tensor:
@@ -115,9 +116,8 @@ def _lp(x: torch.Tensor, p: float, dim: int, eps: float = 1e-12) -> torch.Tensor
 
 def raw_mos(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """The proxy's raw MOS (P.862 scale, 4.5 for identical signals) of (B, T) 16-kHz signals."""
-    needed = FFT + (INTERVAL_FRAMES - 1) * HOP
-    if est.size(-1) < needed:
-        raise ValueError(f"pesq needs signals of at least {needed} samples ({INTERVAL_FRAMES} "
+    if est.size(-1) < MIN_SAMPLES:
+        raise ValueError(f"pesq needs signals of at least {MIN_SAMPLES} samples ({INTERVAL_FRAMES} "
                          f"32-ms frames at {SAMPLE_RATE} Hz), got {est.size(-1)}")
     matrix, level_bins, threshold, exponent, width = _tables(est.dtype, est.device)
     est_bands, ref_bands = _band_power(est, matrix, level_bins), _band_power(ref, matrix, level_bins)
@@ -143,14 +143,14 @@ def raw_mos(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         asymmetry = ((est_bands + ASYMMETRY_FLOOR) / (ref_bands + ASYMMETRY_FLOOR)).pow(ASYMMETRY_POWER)
         asymmetry = torch.where(asymmetry < ASYMMETRY_LIMITS[0], torch.zeros_like(asymmetry),
                                 asymmetry.clamp(max=ASYMMETRY_LIMITS[1]))
-        loud_weight = ((_audible_power(ref_bands, threshold) + SILENCE_FLOOR) / ALIGNED_POWER).pow(-SILENCE_POWER)
+        frame_weight = ((_audible_power(ref_bands, threshold) + SILENCE_FLOOR) / ALIGNED_POWER).pow(-SILENCE_POWER)
     # Band-width-weighted norms over bands: L2 for the symmetric disturbance, L1 for the asymmetric.
     total = width.sum()
     symmetric = total.sqrt() * ((width * disturbance).pow(2).sum(1) + 1e-12).sqrt()
     asymmetric = (width * disturbance.abs() * asymmetry).sum(1)
     scores = []
     for per_frame in (symmetric, asymmetric):  # (B, frames) -> L6 per interval, then L2
-        intervals = (per_frame * loud_weight).clamp(max=FRAME_CAP).unfold(-1, INTERVAL_FRAMES, INTERVAL_FRAMES // 2)
+        intervals = (per_frame * frame_weight).clamp(max=FRAME_CAP).unfold(-1, INTERVAL_FRAMES, INTERVAL_FRAMES // 2)
         scores.append(_lp(_lp(intervals, 6.0, -1), 2.0, -1))
     return 4.5 - SYMMETRIC_WEIGHT * scores[0] - ASYMMETRIC_WEIGHT * scores[1]
 

@@ -331,6 +331,8 @@ def test_config_mistakes_are_refused_before_training(tmp_path):
         (["--config", str(listed)], ValueError, f"--config {listed} must hold a mapping of ESPnet training options"),
         (["--config", str(tmp_path / "missing.yaml")], FileNotFoundError, "missing.yaml"),
         (["--fsl_perceptual_weights", "5", "-1"], ValueError, r"--fsl_perceptual_weights must be >= 0"),
+        (["--clean_dir", str(tmp_path), "--chunk_seconds", "0.3"], ValueError,
+         r"--chunk_seconds 0.3 is too short for the few-shot PESQ and eSTOI terms \(they need 0.40 s\)"),
     ]:
         args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
         with pytest.raises(error, match=message):
