@@ -48,6 +48,7 @@ WHOLE_SIGNAL_ONLY = ("cspec", "estoi", "pesq")
 SPEC_COMPRESSION = 0.3
 SPEC_COMPLEX_SHARE = 0.3
 SPEC_FFT_SIZES = (256, 512, 1024)
+SPEC_MIN_SAMPLES = max(SPEC_FFT_SIZES) // 2 + 1  # the largest STFT's reflect padding
 # estoi: eSTOI's analysis (25.6-ms frames every 12.8 ms, 30-frame segments, 15 third-octave
 # bands from 150 Hz) at 16 kHz.
 ESTOI_SAMPLE_RATE = 16000
@@ -98,8 +99,8 @@ def _compressed_stft(x: torch.Tensor, n_fft: int):
 
 
 def _neg_cspec(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor:
-    if est.size(-1) <= max(SPEC_FFT_SIZES) // 2:
-        raise ValueError(f"cspec needs signals longer than {max(SPEC_FFT_SIZES) // 2} samples, got {est.size(-1)}")
+    if est.size(-1) < SPEC_MIN_SAMPLES:
+        raise ValueError(f"cspec needs signals longer than {SPEC_MIN_SAMPLES - 1} samples, got {est.size(-1)}")
     total = 0.0
     for n_fft in SPEC_FFT_SIZES:
         est_mag, est_cplx = _compressed_stft(est, n_fft)
@@ -177,7 +178,7 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
 def min_samples(name: str) -> int:
     """The shortest signal that the whole-signal distance ``name`` accepts."""
     _check_name(name)
-    return {"cspec": max(SPEC_FFT_SIZES) // 2 + 1, "estoi": ESTOI_MIN_SAMPLES,
+    return {"cspec": SPEC_MIN_SAMPLES, "estoi": ESTOI_MIN_SAMPLES,
             "pesq": pesq_proxy.MIN_SAMPLES}.get(name, 1)
 
 

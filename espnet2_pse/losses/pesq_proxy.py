@@ -130,7 +130,8 @@ def raw_mos(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         freq_eq = ((active_mean(est_bands) + FREQ_EQ_FLOOR)
                    / (active_mean(ref_bands) + FREQ_EQ_FLOOR)).clamp(*FREQ_EQ_LIMITS)
         ref_bands = ref_bands * freq_eq
-        ratio = ((_audible_power(ref_bands, threshold) + GAIN_EQ_FLOOR)
+        ref_audible = _audible_power(ref_bands, threshold)  # (B, frames), also the frame weights' loudness
+        ratio = ((ref_audible + GAIN_EQ_FLOOR)
                  / (_audible_power(est_bands, threshold) + GAIN_EQ_FLOOR))
         gain = torch.cat([ratio[:, :1], GAIN_EQ_CURRENT * ratio[:, 1:] + (1 - GAIN_EQ_CURRENT) * ratio[:, :-1]], -1)
         gain = gain.clamp(*GAIN_EQ_LIMITS)[:, None]
@@ -143,7 +144,7 @@ def raw_mos(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         asymmetry = ((est_bands + ASYMMETRY_FLOOR) / (ref_bands + ASYMMETRY_FLOOR)).pow(ASYMMETRY_POWER)
         asymmetry = torch.where(asymmetry < ASYMMETRY_LIMITS[0], torch.zeros_like(asymmetry),
                                 asymmetry.clamp(max=ASYMMETRY_LIMITS[1]))
-        frame_weight = ((_audible_power(ref_bands, threshold) + SILENCE_FLOOR) / ALIGNED_POWER).pow(-SILENCE_POWER)
+        frame_weight = ((ref_audible + SILENCE_FLOOR) / ALIGNED_POWER).pow(-SILENCE_POWER)
     # Band-width-weighted norms over bands: L2 for the symmetric disturbance, L1 for the asymmetric.
     total = width.sum()
     symmetric = total.sqrt() * ((width * disturbance).pow(2).sum(1) + 1e-12).sqrt()
