@@ -17,17 +17,17 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
      corpus: real recorded sound effects from Debian packages) and
      data/speakers/<user>/{pretrain,preval,fsl_train,fsl_val}.
   2. zsl: zero-shot PseudoSE training through ``PSETask``, from the base model (by default the
-     shipped generalist, :data:`DEFAULT_BASE`): the recordings plus injection noise are the
-     input; below 4 kHz the target is half the recording, half the base model's enhancement
-     of it (``--teacher_weight``, 0.5 by default), above it the enhancement alone
-     (``--teacher_weight_above``, ``--teacher_split_hz``; ``--teacher_weight_noise`` also
-     raises the share in the time-frequency cells that the base removes); the loss is the SNR
-     plus a compressed spectral distance (``--spectral_weight``), which ``--spectral_reference
-     teacher`` scores against the base's enhancement alone. The base's enhancement of each recording is computed once
-     (``<work_dir>/teacher_outputs``), not per batch. Training runs ``--max_epoch`` epochs (the
-     budget is counted in work, so a busy machine gives the same model, later) under a one-cycle
-     learning rate (warm-up to ``--lr``, then a cosine anneal); the last epoch is
-     kept (with ``--teacher_weight 0``: the epoch with the best loss on the held-out preval
+     shipped generalist, :data:`DEFAULT_BASE`), on the recordings that the base finds least noisy
+     (``--keep_cleanest``): the recordings plus injection noise are the input; below 4 kHz the
+     target is half the recording, half the base model's enhancement of it (``--teacher_weight``),
+     above it the enhancement alone (``--teacher_weight_above``, ``--teacher_split_hz``;
+     ``--teacher_weight_noise`` raises the share in the time-frequency cells that the base
+     removes); the loss is the SNR plus a compressed spectral distance (``--spectral_weight``),
+     which ``--spectral_reference teacher`` scores against the base's enhancement alone. The
+     base's enhancement of each recording is computed once (``<work_dir>/teacher_outputs``).
+     Training runs ``--max_epoch`` epochs (counted in work, so a busy machine gives the same
+     model, later) under a one-cycle learning rate (warm-up to ``--lr``, then a cosine anneal);
+     the last epoch is kept (with ``--teacher_weight 0``: the best on the held-out preval
      pseudo-mixtures). ``--budget_minutes`` optionally caps the wall-clock time, and the
      command then says at the end how many epochs it ran.
   3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech with injection
@@ -53,14 +53,16 @@ from typing import Callable, List, Optional, Tuple
 import torch
 import yaml
 
-from espnet2_pse.bin.personalize_config import (DEFAULT_ZSL_PEAK_LR, SAMPLE_RATE, batches_per_epoch, training_config,
+from espnet2_pse.bin.personalize_config import (DEFAULT_FSL_EPOCHS, DEFAULT_FSL_PERCEPTUAL_WEIGHTS,
+                                                DEFAULT_SEGMENTS_PER_EPOCH, DEFAULT_SPECTRAL_WEIGHT, DEFAULT_ZSL_EPOCHS,
+                                                DEFAULT_ZSL_PEAK_LR, SAMPLE_RATE, batches_per_epoch, training_config,
                                                 yaml_options)
 from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
 from espnet2_pse.bin.personalize_progress import Progress, espnet_prints_to_log, remove_logging, setup_logging, train
 from espnet2_pse.data.kaldi_dir import read_data_dir
 from espnet2_pse.losses.distances import min_samples
 from espnet2_pse.inference.model_loading import resolve_model
-from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, write_teacher_outputs
+from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, cleanest_segments, write_teacher_outputs
 
 logger = logging.getLogger("espnet2_pse.personalize")
 
@@ -74,21 +76,12 @@ DEFAULT_TEACHER_WEIGHT = 0.5
 # -0.001 to +0.06 against 0.5 there (zero-shot PESQ-WB +0.02, DNSMOS +0.06).
 DEFAULT_TEACHER_WEIGHT_ABOVE = 1.0
 DEFAULT_TEACHER_SPLIT_HZ = 4000.0
-# Training length, counted in epochs of --segments_per_epoch recording segments so that the result
-# does not depend on the machine's load: about 4.5 min zero-shot and 1 min few-shot on 2 idle
-# cores. Epochs of 60 segments validate a third as often as 20 did (the held-out pass cost a
-# fifth of the time). Few-shot gains nothing measurable after 200-300 segments on real voices.
-DEFAULT_SEGMENTS_PER_EPOCH = 60
-DEFAULT_ZSL_EPOCHS = 24
-DEFAULT_FSL_EPOCHS = 5
-# Weights of the PESQ and eSTOI proxy terms in the few-shot loss. Against clean targets they
-# raised PESQ-WB by 0.06-0.07, eSTOI, DNSMOS and pDNSMOS on real voices for 0.10 dB of SI-SDRi
-# and 0.005 of speaker similarity; against the zero-shot step's noisy targets they cost
-# 0.26-0.40 dB, so not there.
-DEFAULT_FSL_PERCEPTUAL_WEIGHTS = (5.0, 30.0)
-# Weight of the compressed spectral distance beside the SNR loss: on real voices it raised
-# PESQ-WB by 0.04-0.06 and eSTOI by about 0.01 in both steps, SI-SDRi unchanged or better.
-DEFAULT_SPECTRAL_WEIGHT = 1.0
+# Share of the recordings' audio that the zero-shot step trains on: the segments that the base
+# finds least noisy (the targets keep each recording's background); never under 5 minutes. On
+# the real voices every perceptual mean rose (zero-shot DNSMOS +0.06, speaker similarity
+# +0.01-0.02), SI-SDRi level (-0.05 to +0.07 dB).
+DEFAULT_KEEP_CLEANEST = 0.5
+KEEP_CLEANEST_MIN_SECONDS = 300.0
 # Share of the training inputs that also hold another person's voice, so that the personal
 # model drops voices that are not its user's.
 DEFAULT_TALKER_PROB = 0.5
@@ -148,6 +141,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="pseudo_se target: the base model's share in the time-frequency cells that it removes "
                    "(its gain 0), moving from the band's share where it keeps everything (gain 1); unset: the "
                    "band's share everywhere")
+    g.add_argument("--keep_cleanest", type=float, default=None,
+                   help="zero-shot: train on this share of the recordings' audio, the segments that the base model "
+                   "finds least noisy, at least %d min (unset: %g with a teacher, else 1: all)"
+                   % (KEEP_CLEANEST_MIN_SECONDS // 60, DEFAULT_KEEP_CLEANEST))
     g.add_argument("--max_epoch", type=int, default=DEFAULT_ZSL_EPOCHS,
                    help="length of the zero-shot step in epochs (the same model however busy the machine is)")
     g.add_argument("--budget_minutes", type=float, default=None,
@@ -268,6 +265,12 @@ def check_args(args) -> None:
                          "with --base none")
     if args.method != "pseudo_se" and args.teacher_weight > 0:
         raise ValueError(f"--teacher_weight is a pseudo_se option; use --teacher_weight 0 with --method {args.method}")
+    if args.keep_cleanest is not None and not 0.0 < args.keep_cleanest <= 1.0:
+        raise ValueError(f"--keep_cleanest must be in (0, 1], got {args.keep_cleanest}")
+    if args.keep_cleanest is None:
+        args.keep_cleanest = DEFAULT_KEEP_CLEANEST if args.teacher_weight > 0 else 1.0
+    elif args.keep_cleanest < 1 and args.teacher_weight <= 0:
+        raise ValueError("--keep_cleanest ranks the recordings with the teacher: it needs a --base and --teacher_weight > 0")
     if args.talker_prob is None:
         args.talker_prob = DEFAULT_TALKER_PROB if args.method == "pseudo_se" else 0.0
     if not 0.0 <= args.talker_prob <= 1.0 or not 0.0 <= args.talker_alone_prob <= 1.0:
@@ -356,9 +359,6 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
                                      "model_file": str(Path(args.dp_predictor_model).absolute())}
     logger.info("personalize: step 2/4 zero-shot %s training%s", args.method,
                 f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
-    steps = args.max_epoch * batches_per_epoch(read_data_dir(speaker / "pretrain"), args)
-    zsl_config = training_config(args, model, args.method, objective, args.lr, args.max_epoch, dp,
-                                 args.spectral_reference, one_cycle_steps=steps)
     final_exp = work / "exp" / "zsl"
     cut_short: List[str] = []
     # The preval references are the noisy recordings themselves: their loss would favour models
@@ -366,11 +366,18 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     # keeps its last epoch.
     report.step("zsl")
     precomputed: Tuple[str, ...] = ()
+    segments = read_data_dir(speaker / "pretrain")
     if teacher:  # the teacher's outputs on the recordings never change: computed once, not per batch
         table = write_teacher_outputs(base_files.train_config, base_files.model_file,
                                       speaker / "pretrain" / "spk1.scp", work / "teacher_outputs")
         precomputed = (f"{table},{TEACHER_OUTPUT_KEY},sound",)
-    final = train(args, "zsl", final_exp, zsl_config, speaker / "pretrain", speaker / "preval",
+    if args.keep_cleanest < 1:
+        segments = cleanest_segments(segments, table, args.keep_cleanest, KEEP_CLEANEST_MIN_SECONDS,
+                                     work / f"pretrain_cleanest_{args.keep_cleanest:g}")
+    steps = args.max_epoch * batches_per_epoch(segments, args)
+    zsl_config = training_config(args, model, args.method, objective, args.lr, args.max_epoch, dp,
+                                 args.spectral_reference, one_cycle_steps=steps)
+    final = train(args, "zsl", final_exp, zsl_config, segments.path, speaker / "preval",
                   base_files.model_file if base_files else None, args.budget_minutes,
                   select="latest.pth" if teacher else "valid.loss.best.pth", cut_short=cut_short,
                   on_epoch=report.epochs("zsl"), extra_train_data=precomputed)
@@ -395,6 +402,7 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
         "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
         "teacher_weight": args.teacher_weight, "teacher_weight_above": args.teacher_weight_above,
         "teacher_split_hz": args.teacher_split_hz, "teacher_weight_noise": args.teacher_weight_noise,
+        "keep_cleanest": args.keep_cleanest,
         "spectral_reference": args.spectral_reference,
         "talker_prob": args.talker_prob,
         "few_shot": bool(args.clean_dir), "causal": args.causal, "selected_checkpoint": selected,

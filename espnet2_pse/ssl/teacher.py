@@ -8,6 +8,7 @@ enter the saved state dict (like the DP predictor).
 The teacher's outputs on a fixed set of recordings never change, so :func:`write_teacher_outputs`
 computes them once per recording (whole files: the teacher sees more context than a crop) and
 the training batches carry them under ``TEACHER_OUTPUT_KEY``; PseudoSE then skips the teacher.
+Its outputs also rank the recordings by how noisy they are (:func:`cleanest_segments`).
 """
 
 import hashlib
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import torch
 import yaml
 
@@ -98,3 +100,57 @@ def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, 
     atomic_write_text(source_path, yaml.safe_dump(source))
     write_table(table_path, outputs)
     return table_path
+
+
+def estimated_snr_db(recording: np.ndarray, cleaned: np.ndarray) -> float:
+    """The teacher's estimate of a recording's SNR in dB: what it keeps against what it removes."""
+    kept, removed = float(np.sum(cleaned ** 2)), float(np.sum((recording - cleaned) ** 2))
+    return 10.0 * float(np.log10(max(kept, 1e-20) / max(removed, 1e-20)))
+
+
+def cleanest_segments(segments, teacher_table: Union[str, Path], share: float, min_seconds: float,
+                      out_dir: Union[str, Path]):
+    """The data dir ``segments`` cut to its least noisy ``share`` of audio, written to ``out_dir``.
+
+    PseudoSE's targets keep each recording's background; the noisiest recordings teach the model
+    to keep the most of it. Segments are ranked by the teacher's SNR estimate
+    (:func:`estimated_snr_db`, from ``teacher_table``, :func:`write_teacher_outputs`'s table for
+    ``segments``) and kept, cleanest first, until they hold ``share`` of the audio and at least
+    ``min_seconds`` (all of it when shorter).
+
+    Args:
+        segments: a :class:`espnet2_pse.data.kaldi_dir.DataDir`.
+        teacher_table: key -> the teacher's output of that segment.
+        share: in (0, 1].
+        min_seconds: the least audio kept.
+        out_dir: the subset's data dir (replaced atomically).
+    Returns:
+        the subset's DataDir.
+    """
+    from espnet2_pse.data.kaldi_dir import read_table, write_data_dir
+    from espnet2_pse.scoring.files import load_mono
+
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"cleanest_segments: share must be in (0, 1], got {share}")
+    cleaned = read_table(teacher_table)
+    missing = sorted(set(segments.keys) - set(cleaned))
+    if missing:
+        raise ValueError(f"{teacher_table}: no teacher output for segment '{missing[0]}' ({len(missing)} missing)")
+    estimates = {key: estimated_snr_db(load_mono(segments.spk1[key], key)[0], load_mono(cleaned[key], key)[0])
+                 for key in segments.keys}
+    durations = segments.utt2dur
+    wanted = max(share * segments.total_seconds(), min_seconds)
+    kept, seconds = [], 0.0
+    for key in sorted(estimates, key=estimates.get, reverse=True):
+        if seconds >= wanted:
+            break
+        kept.append(key)
+        seconds += durations[key]
+    own = ("wav.scp", "utt2spk", "spk1.scp", "utt2dur")  # utt2dur is derived again
+    extra = {name: {k: table[k] for k in kept} for name, table in segments.tables.items() if name not in own}
+    subset = write_data_dir(out_dir, {k: segments.wav[k] for k in kept}, {k: segments.utt2spk[k] for k in kept},
+                            spk1={k: segments.spk1[k] for k in kept}, extra=extra)
+    logger.info("zero-shot training on the %d least noisy of %d segments (%.1f of %.1f min; the teacher's SNR "
+                "estimate %.1f dB and above)", len(kept), len(estimates), seconds / 60,
+                segments.total_seconds() / 60, estimates[kept[-1]])
+    return subset

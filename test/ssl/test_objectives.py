@@ -311,3 +311,41 @@ def test_talker_settings_are_checked(tiny_corpus):
     objective = PseudoSE(inject_noise_scp=str(tiny_corpus["noise_scp"]), talker_scp="/nowhere/wav.scp")
     with pytest.raises(FileNotFoundError, match="interfering talker bank: scp file '/nowhere/wav.scp'"):
         objective.make_batch(speech_batch(), ones_mask(speech_batch()))
+
+
+def test_cleanest_segments_keep_the_least_noisy_share(tmp_path, caplog):
+    """Segments of known SNR, with the clean speech as the 'teacher output': the estimate is the
+    true SNR, and the subset holds the cleanest segments until the share (or the floor) is met."""
+    import numpy as np
+    import soundfile
+
+    from espnet2_pse.data.kaldi_dir import read_data_dir, write_data_dir
+    from espnet2_pse.ssl.teacher import cleanest_segments, estimated_snr_db
+
+    rng = np.random.default_rng(0)
+    snrs = {f"me-{k}": snr for k, snr in zip("abcdef", (0.0, 12.0, 3.0, 20.0, 6.0, 9.0))}
+    wav, cleaned = {}, {}
+    for key, snr in snrs.items():
+        speech = 0.1 * rng.standard_normal(8000)
+        noise = rng.standard_normal(8000)
+        noise *= np.sqrt(np.sum(speech ** 2) / np.sum(noise ** 2) / 10 ** (snr / 10))
+        for table, signal, name in ((wav, speech + noise, "rec"), (cleaned, speech, "out")):
+            table[key] = str(tmp_path / f"{name}_{key}.wav")
+            soundfile.write(table[key], signal, 16000, subtype="FLOAT")
+        assert estimated_snr_db(speech + noise, speech) == pytest.approx(snr, abs=1e-3)
+    segments = write_data_dir(tmp_path / "pretrain", wav, {k: "me" for k in wav}, spk1="same")
+    (tmp_path / "teacher.scp").write_text("".join(f"{k} {p}\n" for k, p in cleaned.items()))
+    caplog.set_level(logging.INFO)
+    # Half of 3 s of audio: the three cleanest 0.5-s segments.
+    half = cleanest_segments(segments, tmp_path / "teacher.scp", 0.5, 0.0, tmp_path / "half")
+    kept = ["me-b", "me-d", "me-f"]
+    assert half.keys == kept and read_data_dir(tmp_path / "half").spk1 == {k: wav[k] for k in kept}
+    assert "the 3 least noisy of 6 segments (0.0 of 0.1 min; the teacher's SNR estimate 9.0 dB and above)" in caplog.text
+    # The floor wins over a small share; a share of 1 keeps everything.
+    assert cleanest_segments(segments, tmp_path / "teacher.scp", 0.1, 2.0, tmp_path / "floor").keys == ["me-b", "me-d", "me-e", "me-f"]
+    assert cleanest_segments(segments, tmp_path / "teacher.scp", 1.0, 0.0, tmp_path / "all").keys == sorted(snrs)
+    with pytest.raises(ValueError, match=r"share must be in \(0, 1\], got 0"):
+        cleanest_segments(segments, tmp_path / "teacher.scp", 0.0, 0.0, tmp_path / "none")
+    (tmp_path / "teacher.scp").write_text(f"me-a {cleaned['me-a']}\n")
+    with pytest.raises(ValueError, match="teacher.scp: no teacher output for segment 'me-b' \\(5 missing\\)"):
+        cleanest_segments(segments, tmp_path / "teacher.scp", 0.5, 0.0, tmp_path / "missing")

@@ -215,14 +215,16 @@ def test_second_user_from_the_first_model_with_cm_and_dp(personalized, tmp_path,
     assert not (tmp_path / "work/exp/fsl").exists()
 
 
-def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_path, caplog):
+def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_path, caplog, monkeypatch):
     """With a base model, the zero-shot targets are its enhancement of the recordings (the
-    spectral term scores against it alone with --spectral_reference teacher); the budget stops
+    spectral term scores against it alone with --spectral_reference teacher), and it ranks the
+    recordings so that the training keeps the least noisy half of them; the budget stops
     training before an epoch that would not fit; the pack keeps the base's keys; --causal makes
     the base's network causal, and that personal zip exports for streaming."""
     import torch
 
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(personalize, "KEEP_CLEANEST_MIN_SECONDS", 0.0)  # the test's recordings are shorter
     work = tmp_path / "work"
     args = personalize_args(personalized, **{"--out": tmp_path / "carol.zip", "--base": personalized / "me.zip",
                                              "--max_epoch": 5, "--budget_minutes": 0.02, "--causal": None,
@@ -249,6 +251,10 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     outputs = (work / "teacher_outputs/teacher.scp").read_text().split()[::2]
     assert outputs == (personalized / "me_work/data/speakers/carol/pretrain/spk1.scp").read_text().split()[::2]
     assert [str(work / "teacher_outputs/teacher.scp"), "teacher_ref1", "sound"] in config["train_data_path_and_name_and_type"]
+    kept = (work / "pretrain_cleanest_0.5/spk1.scp").read_text().split()[::2]
+    assert 0 < len(kept) < len(outputs) and set(kept) < set(outputs)
+    assert [str(work / "pretrain_cleanest_0.5/spk1.scp"), "speech_ref1", "sound"] in config["train_data_path_and_name_and_type"]
+    assert f"zero-shot training on the {len(kept)} least noisy of {len(outputs)} segments" in caplog.text
     assert config["criterions"][1]["wrapper_conf"] == {"weight": 1.0, "reference": "teacher"}
     assert "pse_cspec=" in (work / "personalize.log").read_text()  # the term trained and was reported
     assert os.path.realpath(work / "exp/zsl/latest.pth").endswith("1epoch.pth")
@@ -257,6 +263,7 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
         trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
     assert summary["selection"] == "last epoch" and summary["teacher_weight"] == 1.0
     assert summary["spectral_reference"] == "teacher" and summary["teacher_weight_above"] == 0.5
+    assert summary["keep_cleanest"] == personalize.DEFAULT_KEEP_CLEANEST == 0.5
     base = torch.load(teacher["model_file"], map_location="cpu")
     assert set(trained) == set(base)  # the frozen teacher never enters the saved state dict
     assert config["separator_conf"]["causal"] is True and config["separator_conf"]["norm_type"] == "cLN"
@@ -291,10 +298,12 @@ def test_same_inputs_seed_and_threads_give_the_same_model(personalized, tmp_path
     (["--base", "none"], 0.0),
     (["--teacher_weight", "0"], 0.0),
 ])
-def test_teacher_weight_default_follows_method_and_base(tmp_path, options, weight):
+def test_teacher_weight_and_keep_cleanest_defaults_follow_method_and_base(tmp_path, options, weight):
     args = personalize.get_parser().parse_args(["--noisy_dir", str(tmp_path), "--out", "me.zip", *options])
     personalize.check_args(args)
     assert args.teacher_weight == weight
+    # The recordings are ranked by the teacher: without one, all of them are kept.
+    assert args.keep_cleanest == (personalize.DEFAULT_KEEP_CLEANEST if weight else 1.0)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -304,6 +313,8 @@ def test_teacher_weight_default_follows_method_and_base(tmp_path, options, weigh
     (["--teacher_weight_above", "2"], r"--teacher_weight_above must be in \[0, 1\], got 2"),
     (["--teacher_weight", "0", "--teacher_weight_above", "1"], "--teacher_weight_above needs a teacher"),
     (["--teacher_weight_noise", "-1"], r"--teacher_weight_noise must be in \[0, 1\], got -1"),
+    (["--keep_cleanest", "0"], r"--keep_cleanest must be in \(0, 1\], got 0"),
+    (["--base", "none", "--keep_cleanest", "0.5"], "--keep_cleanest ranks the recordings with the teacher"),
     (["--base", "none", "--teacher_weight_noise", "1"], "--teacher_weight_noise needs a teacher"),
     (["--teacher_weight_above", "1", "--teacher_split_hz", "8000"], r"--teacher_split_hz must be in \(0, 8000\) Hz"),
     (["--spectral_reference", "teacher", "--teacher_weight", "0"], "needs a spectral term .* and a teacher"),
