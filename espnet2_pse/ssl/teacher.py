@@ -103,9 +103,11 @@ def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, 
 
 
 def estimated_snr_db(recording: np.ndarray, cleaned: np.ndarray) -> float:
-    """The teacher's estimate of a recording's SNR in dB: what it keeps against what it removes."""
-    kept, removed = float(np.sum(cleaned ** 2)), float(np.sum((recording - cleaned) ** 2))
-    return 10.0 * float(np.log10(max(kept, 1e-20) / max(removed, 1e-20)))
+    """The teacher's estimate of a recording's SNR in dB: what it keeps against what it removes
+    (a silent recording, 0 / 0, ranks last: -inf)."""
+    from espnet2_pse.scoring.metrics import snr
+
+    return float(np.nan_to_num(snr(cleaned, recording), nan=-np.inf, posinf=np.inf, neginf=-np.inf))
 
 
 def cleanest_segments(segments, teacher_table: Union[str, Path], share: float, min_seconds: float,
