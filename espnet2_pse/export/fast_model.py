@@ -61,6 +61,11 @@ def build_mask_net(separator: torch.nn.Module) -> torch.nn.Module:
                 f"separator conv_tasnet_skip with mask_type '{separator.mask_type}': the fast paths "
                 "apply real masks only"
             )
+        if separator.deep_filter_order:
+            raise UnsupportedModelError(
+                "separator conv_tasnet_skip with a deep filter (deep_filter_order "
+                f"{separator.deep_filter_order}): the fast paths apply real masks only"
+            )
         return FusedTCN(separator)
     if type(separator) is GRUMaskNet:
         return SeparatorMasks(separator)

@@ -10,10 +10,13 @@ from torch_complex.tensor import ComplexTensor
 from espnet2_pse.separators.masks import (
     apply_mask_nonlinear,
     bounded_complex_mask,
+    check_deep_filter,
     check_exponent,
     check_mask_nonlinear,
     check_mask_type,
     complex_features,
+    deep_filter,
+    deep_filter_offsets,
     real_features,
 )
 from espnet2_pse.separators.presets import resolve_sizes
@@ -93,6 +96,16 @@ class ConvTasNetSkip(AbsSeparator):
         mask_type: "real" (a mask on the magnitude features, the default) or "complex" (STFT
             encoders only: the network also sees the compressed complex spectrum and predicts
             a complex mask whose modulus is tanh-bounded below one, so it can correct phase).
+        deep_filter_order: 0 (off) or K > 0: STFT encoders only, a deep filter added to the
+            real mask's output in the lowest ``deep_filter_bins`` bins, as DeepFilterNet
+            does where speech harmonics live: each bin also gets sum_k C_k X(t + o_k) over K
+            frames (``deep_filter_lookahead`` of them ahead), with complex coefficients
+            (tanh-bounded parts) from the skip path. The network then also reads the real
+            and imaginary parts of the compressed spectrum through its own 1x1 conv. Both new
+            convs start at zero, so a model initialised from a plain one (``--init_param``)
+            starts as that model. ESPnet's path only (no fast path, ONNX or streaming).
+        deep_filter_bins: bins 0 .. F_df - 1 that are filtered (default: all).
+        deep_filter_lookahead: future frames among the K taps (0 when causal).
     """
 
     def __init__(
@@ -111,6 +124,9 @@ class ConvTasNetSkip(AbsSeparator):
         nonlinear: str = "sigmoid",
         magnitude_exponent: float = 1.0,
         mask_type: str = "real",
+        deep_filter_order: int = 0,
+        deep_filter_bins: Optional[int] = None,
+        deep_filter_lookahead: int = 0,
     ):
         super().__init__()
         name = type(self).__name__
@@ -145,6 +161,10 @@ class ConvTasNetSkip(AbsSeparator):
                 f"but got '{norm_type}', which looks at future frames"
             )
         check_mask_nonlinear(name, nonlinear, num_spk)
+        if deep_filter_bins is None:
+            deep_filter_bins = input_dim
+        check_deep_filter(name, deep_filter_order, deep_filter_bins, deep_filter_lookahead,
+                          input_dim, mask_type, causal)
 
         self._num_spk = num_spk
         self.input_dim = input_dim
@@ -183,6 +203,15 @@ class ConvTasNetSkip(AbsSeparator):
         self.blocks[-1].res_conv.requires_grad_(False)
         self.mask_act = torch.nn.PReLU()
         self.mask_conv = torch.nn.Conv1d(self.skip_dim, num_spk * self.mask_parts * input_dim, 1)
+        self.deep_filter_order, self.deep_filter_bins = deep_filter_order, deep_filter_bins
+        self.deep_filter_offsets = deep_filter_offsets(deep_filter_order, deep_filter_lookahead)
+        if deep_filter_order:
+            self.df_input_norm = make_norm(norm_type, 2 * input_dim)
+            self.df_input = torch.nn.Conv1d(2 * input_dim, self.bottleneck_dim, 1)
+            self.df_conv = torch.nn.Conv1d(self.skip_dim, num_spk * deep_filter_order * 2 * deep_filter_bins, 1)
+            for layer in (self.df_input, self.df_conv):  # zero: the plain mask network at the start
+                torch.nn.init.zeros_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
 
     @property
     def num_spk(self) -> int:
@@ -226,8 +255,12 @@ class ConvTasNetSkip(AbsSeparator):
             ilens: (B,).
             others: OrderedDict with "mask_spk1", ... of shape (B, T, N).
         """
-        feature = self._features(input).transpose(1, 2)  # (B, N, T)
-        stream = self.bottleneck(self.input_norm(feature))  # (B, bottleneck_dim, T)
+        feature = self._features(input).transpose(1, 2)  # (B, N, T), or (B, 3N, T) (see _features)
+        if self.deep_filter_order:
+            magnitude, parts = feature.split([self.input_dim, 2 * self.input_dim], dim=1)
+            stream = self.bottleneck(self.input_norm(magnitude)) + self.df_input(self.df_input_norm(parts))
+        else:
+            stream = self.bottleneck(self.input_norm(feature))  # (B, bottleneck_dim, T)
         skip_sum = 0.0
         for index, block in enumerate(self.blocks):
             residual, skip = block(self.condition_block_input(stream, index, additional))
@@ -262,6 +295,8 @@ class ConvTasNetSkip(AbsSeparator):
                 f"{type(self).__name__}: streaming needs causal=True; "
                 "the non-causal model looks at future frames"
             )
+        if self.deep_filter_order:
+            raise ValueError(f"{type(self).__name__}: streaming with deep filtering is not supported")
         buffer = buffer or {"input_norm": None, "blocks": [None] * len(self.blocks)}
         feature = self._features(input_frame).transpose(1, 2)  # (B, N, K)
         normed, norm_state = norm_streaming(self.input_norm, feature, buffer["input_norm"])
@@ -277,8 +312,8 @@ class ConvTasNetSkip(AbsSeparator):
         return masked, {"input_norm": norm_state, "blocks": block_states}, others
 
     def _features(self, input: Union[torch.Tensor, ComplexTensor]) -> torch.Tensor:
-        """Real features: (B, T, N) magnitudes, or (B, T, 3N) for a complex mask."""
-        if self.mask_type == "complex":
+        """Real features: (B, T, N) magnitudes, or (B, T, 3N) for a complex mask or a deep filter."""
+        if self.mask_type == "complex" or self.deep_filter_order:
             return complex_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
         return real_features(type(self).__name__, input, self.input_dim, self.magnitude_exponent)
 
@@ -296,5 +331,22 @@ class ConvTasNetSkip(AbsSeparator):
             masks = apply_mask_nonlinear(scores, self.nonlinear, spk_dim=1)
             masks = masks.transpose(2, 3).unbind(dim=1)  # num_spk x (B, T, N)
         masked = [input * m for m in masks]
+        if self.deep_filter_order:
+            masked = [m + term for m, term in zip(masked, self._deep_filter_terms(input, skip_sum))]
         others = OrderedDict((f"mask_spk{i + 1}", m) for i, m in enumerate(masks))
         return masked, others
+
+    def _deep_filter_terms(self, input, skip_sum: torch.Tensor) -> List:
+        """num_spk complex (B, T, N) deep-filter outputs, zero above the filtered bins."""
+        batch, _, frames = skip_sum.shape
+        order, bins = self.deep_filter_order, self.deep_filter_bins
+        coefs = torch.tanh(self.df_conv(self.mask_act(skip_sum)))
+        coefs = coefs.view(batch, self.num_spk, order, 2, bins, frames).transpose(4, 5)
+        real, imag = input.real[..., :bins], input.imag[..., :bins]
+        pad = (0, self.input_dim - bins)
+        make = ComplexTensor if isinstance(input, ComplexTensor) else torch.complex
+        terms = []
+        for spk in range(self.num_spk):
+            out_real, out_imag = deep_filter(real, imag, coefs[:, spk], self.deep_filter_offsets)
+            terms.append(make(torch.nn.functional.pad(out_real, pad), torch.nn.functional.pad(out_imag, pad)))
+        return terms

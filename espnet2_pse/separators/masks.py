@@ -1,4 +1,6 @@
-"""Mask nonlinearities and input features shared by the mask-estimating separators of this package."""
+"""Mask nonlinearities, input features and the deep filter shared by the mask-estimating separators of this package."""
+
+from typing import List
 
 import torch
 from espnet2.enh.layers.complex_utils import is_complex
@@ -88,3 +90,58 @@ def bounded_complex_mask(real: torch.Tensor, imag: torch.Tensor):
     modulus = torch.sqrt(real**2 + imag**2 + 1e-12)
     gain = torch.tanh(modulus) / modulus
     return real * gain, imag * gain
+
+
+def deep_filter_offsets(order: int, lookahead: int) -> List[int]:
+    """Frame offsets of a deep filter's taps: ``order - 1 - lookahead`` past frames, the
+    current one and ``lookahead`` future ones."""
+    return list(range(lookahead - order + 1, lookahead + 1))
+
+
+def check_deep_filter(owner: str, order: int, bins: int, lookahead: int, input_dim: int,
+                      mask_type: str, causal: bool) -> None:
+    """Raise ValueError naming ``owner`` for deep-filter settings that cannot be used."""
+    if order == 0:
+        return
+    if not isinstance(order, int) or order < 1:
+        raise ValueError(f"{owner}: deep_filter_order must be 0 (off) or a positive integer, got {order!r}")
+    if mask_type != "real":
+        raise ValueError(f"{owner}: deep filtering adds to a real mask; mask_type must be 'real', got '{mask_type}'")
+    if not isinstance(bins, int) or not 1 <= bins <= input_dim:
+        raise ValueError(f"{owner}: deep_filter_bins must be an integer in [1, {input_dim}], got {bins!r}")
+    if not isinstance(lookahead, int) or not 0 <= lookahead < order:
+        raise ValueError(
+            f"{owner}: deep_filter_lookahead must be an integer in [0, {order - 1}], got {lookahead!r}"
+        )
+    if causal and lookahead:
+        raise ValueError(f"{owner}: a causal model cannot look ahead; deep_filter_lookahead must be 0")
+
+
+def shift_frames(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """(B, T, F) -> the same frames moved by ``offset`` (frame t holds x[t + offset], zeros outside)."""
+    if offset == 0:
+        return x
+    frames = x.shape[1]
+    if offset < 0:
+        return torch.nn.functional.pad(x, (0, 0, -offset, 0))[:, :frames]
+    return torch.nn.functional.pad(x, (0, 0, 0, offset))[:, offset:]
+
+
+def deep_filter(real: torch.Tensor, imag: torch.Tensor, coefs: torch.Tensor, offsets: List[int]):
+    """Per-bin complex FIR filter over frames: sum_k C_k(t, f) X(t + offsets[k], f).
+
+    Args:
+        real, imag: the input's parts (B, T, F).
+        coefs: (B, K, 2, T, F), each tap's real and imaginary coefficient.
+        offsets: K frame offsets (see :func:`deep_filter_offsets`).
+
+    Returns:
+        the filtered real and imaginary parts, (B, T, F) each.
+    """
+    out_real = out_imag = 0.0
+    for k, offset in enumerate(offsets):
+        x_real, x_imag = shift_frames(real, offset), shift_frames(imag, offset)
+        c_real, c_imag = coefs[:, k, 0], coefs[:, k, 1]
+        out_real = out_real + c_real * x_real - c_imag * x_imag
+        out_imag = out_imag + c_real * x_imag + c_imag * x_real
+    return out_real, out_imag
