@@ -324,8 +324,7 @@ class ConvTasNetSkip(AbsSeparator):
         if self.mask_type == "complex":
             scores = scores.view(batch, self.num_spk, 2, self.input_dim, frames).transpose(3, 4)
             real, imag = bounded_complex_mask(scores[:, :, 0], scores[:, :, 1])
-            make = ComplexTensor if isinstance(input, ComplexTensor) else torch.complex
-            masks = make(real, imag).unbind(dim=1)  # num_spk x (B, T, N), complex
+            masks = _complex_like(input, real, imag).unbind(dim=1)  # num_spk x (B, T, N), complex
         else:
             scores = scores.view(batch, self.num_spk, self.input_dim, frames)
             masks = apply_mask_nonlinear(scores, self.nonlinear, spk_dim=1)
@@ -344,9 +343,16 @@ class ConvTasNetSkip(AbsSeparator):
         coefs = coefs.view(batch, self.num_spk, order, 2, bins, frames).transpose(4, 5)
         real, imag = input.real[..., :bins], input.imag[..., :bins]
         pad = (0, self.input_dim - bins)
-        make = ComplexTensor if isinstance(input, ComplexTensor) else torch.complex
         terms = []
         for spk in range(self.num_spk):
             out_real, out_imag = deep_filter(real, imag, coefs[:, spk], self.deep_filter_offsets)
-            terms.append(make(torch.nn.functional.pad(out_real, pad), torch.nn.functional.pad(out_imag, pad)))
+            terms.append(_complex_like(input, torch.nn.functional.pad(out_real, pad),
+                                       torch.nn.functional.pad(out_imag, pad)))
         return terms
+
+
+def _complex_like(input, real: torch.Tensor, imag: torch.Tensor):
+    """A complex tensor of the input's kind (ComplexTensor or torch complex) from its parts."""
+    if isinstance(input, ComplexTensor):
+        return ComplexTensor(real, imag)
+    return torch.complex(real, imag)
