@@ -17,7 +17,9 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
      corpus: real recorded sound effects from Debian packages) and
      data/speakers/<user>/{pretrain,preval,fsl_train,fsl_val}.
   2. zsl: zero-shot PseudoSE training through ``PSETask``, from the base model (by default the
-     shipped generalist, :data:`DEFAULT_BASE`), on the recordings that the base finds least noisy
+     shipped generalist, :data:`DEFAULT_BASE`; a speaker-conditioned base is first conditioned
+     on the teacher's centroid of the recordings and folded into a plain network,
+     :mod:`espnet2_pse.spk.fold`), on the recordings that the base finds least noisy
      (``--keep_cleanest``): the recordings plus injection noise are the input; below 4 kHz the
      target is half the recording, half the base model's enhancement of it (``--teacher_weight``),
      above it the enhancement alone (``--teacher_weight_above``, ``--teacher_split_hz``;
@@ -41,7 +43,6 @@ same model comes out (CPU; GPU kernels may differ in the last bits).
 """
 
 import argparse
-import contextlib
 import logging
 import os
 import shlex
@@ -58,10 +59,11 @@ from espnet2_pse.bin.personalize_config import (DEFAULT_FSL_EPOCHS, DEFAULT_FSL_
                                                 DEFAULT_ZSL_PEAK_LR, SAMPLE_RATE, batches_per_epoch, training_config,
                                                 yaml_options)
 from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
-from espnet2_pse.bin.personalize_progress import Progress, espnet_prints_to_log, remove_logging, setup_logging, train
-from espnet2_pse.data.kaldi_dir import read_data_dir
+from espnet2_pse.bin.personalize_progress import Progress, pack, remove_logging, setup_logging, train
+from espnet2_pse.data.kaldi_dir import read_data_dir, read_table
 from espnet2_pse.losses.distances import min_samples
 from espnet2_pse.inference.model_loading import resolve_model
+from espnet2_pse.spk.fold import fold_user_recordings, is_conditioned
 from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, cleanest_segments, write_teacher_outputs
 
 logger = logging.getLogger("espnet2_pse.personalize")
@@ -117,7 +119,8 @@ def get_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("zero-shot training")
     g.add_argument("--base", default=str(DEFAULT_BASE),
                    help="start from this model (zip, dir or HF id; its architecture is kept), or 'none' to "
-                   "train --model_size from scratch")
+                   "train --model_size from scratch; a speaker-conditioned model (pconv_tasnet, packed with its "
+                   "teacher) is first conditioned on the recordings' speaker and folded into a plain one")
     g.add_argument("--model_size", choices=MODEL_SIZES, default="stft", help="network with --base none")
     g.add_argument("--causal", action="store_true",
                    help="a causal personal model (streaming, pse-export --streaming): the base's network with "
@@ -221,25 +224,6 @@ def prepare_data(args, data_root: Path) -> Path:
     return data_root / "speakers" / args.user_name
 
 
-def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:
-    """``espnet2.bin.pack enh`` into ``out`` via a temporary name.
-
-    Runs from the work dir, so the archive holds exp/... paths rather than absolute ones.
-    """
-    from espnet2.bin import pack as espnet_pack
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.zip")
-    try:
-        with contextlib.chdir(work), espnet_prints_to_log(work):
-            espnet_pack.main(["enh", "--train_config", str(config), "--model_file", str(model_file),
-                              "--option", str(summary), "--outpath", str(tmp)])
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def check_args(args) -> None:
     """Refuse contradicting options; ``--base none`` becomes ``args.base = None``."""
     if args.base and args.base.lower() == "none":
@@ -332,6 +316,10 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     if args.base:
         base_files = resolve_model(args.base, work / "base")
         base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
+        if is_conditioned(base_config):  # the user's voice folded in: from here on a plain base
+            recordings = map(Path, read_table(speaker / "pretrain" / "spk1.scp").values())
+            base_files = fold_user_recordings(base_files, recordings, work / "base_folded", SAMPLE_RATE)
+            base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
         model = {k: base_config[k] for k in MODEL_KEYS if k in base_config}
     if args.causal:
         model = causal_section(model)

@@ -1,10 +1,12 @@
 """Training side of ``personalize``: ESPnet's trainer with progress lines, an optional time cap,
 snapshots and stop requests, the progress events of :func:`espnet2_pse.api.personalize`, and
-where the command's output goes (terminal or the work dir's log); :func:`train` runs one step."""
+where the command's output goes (terminal or the work dir's log); :func:`train` runs one step
+and :func:`pack` writes the zip."""
 
 import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -259,3 +261,22 @@ def train(args, name: str, exp: Path, config: Dict, train_dir: Path, valid_dir: 
                          "the full training; a busy machine trains fewer epochs in the same time)")
     (exp / ".done").touch()
     return best
+
+
+def pack(work: Path, config: Path, model_file: Path, out: Path, summary: Path) -> None:
+    """``espnet2.bin.pack enh`` into ``out`` via a temporary name.
+
+    Runs from the work dir, so the archive holds exp/... paths rather than absolute ones.
+    """
+    from espnet2.bin import pack as espnet_pack
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.zip")
+    try:
+        with contextlib.chdir(work), espnet_prints_to_log(work):
+            espnet_pack.main(["enh", "--train_config", str(config), "--model_file", str(model_file),
+                              "--option", str(summary), "--outpath", str(tmp)])
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -18,8 +18,9 @@ class PSEDistanceLoss(TimeDomainLoss):
 
     Args:
         distance: "snr" (negative SNR, dB; default), "sisdr" (negative SI-SDR, dB), "mse",
-            "cspec" (compressed spectral distance, dB), "estoi" (negative eSTOI proxy) or
-            "pesq" (negative raw MOS of a PESQ proxy; these three are not segmental): see
+            "cspec" (compressed spectral distance, dB), "erb" (compressed ERB-band distance,
+            dB), "estoi" (negative eSTOI proxy) or "pesq" (negative raw MOS of a PESQ proxy;
+            these four are not segmental): see
             :mod:`espnet2_pse.losses.distances`.
         segmental: frame-wise distance averaged over frames instead of the whole-signal one.
         frame_length: frame length of the segmental version in samples.

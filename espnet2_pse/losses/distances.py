@@ -18,6 +18,12 @@ inputs. Distances are losses: lower is better.
   normalised per band over time, then per frame over bands, and the score is the mean
   correlation of estimate and reference. Unlike eSTOI itself it works at 16 kHz (no resampling
   to 10 kHz) and keeps silent frames.
+- ``erb``: compressed ERB-band distance in dB (whole signal only, 16 kHz): the power of a
+  512-point STFT (hop 128) summed into 32 triangular bands evenly spaced on the ERB-rate scale
+  from 50 Hz to 8 kHz, raised to the power 0.15 (the magnitude's 0.3), as
+  -10 log10(||compressed ref||^2 / error). Where ``cspec`` gives each linear-frequency bin the
+  same weight (half of them above 4 kHz), this gives each ERB band the same weight, as hearing
+  resolves frequency: most of the weight lies where speech has its energy.
 - ``pesq``: the negative raw MOS of a differentiable proxy of wideband PESQ (whole signal only,
   16 kHz; :mod:`espnet2_pse.losses.pesq_proxy`), 4.5 minus its symmetric and asymmetric
   loudness disturbances: like PESQ, and unlike the SNR, it weighs added noise (in the pauses
@@ -42,13 +48,16 @@ from espnet2_pse.losses import pesq_proxy
 
 EPS = 1e-8
 
-DISTANCES = ("snr", "sisdr", "mse", "cspec", "estoi", "pesq")
-WHOLE_SIGNAL_ONLY = ("cspec", "estoi", "pesq")
+DISTANCES = ("snr", "sisdr", "mse", "cspec", "erb", "estoi", "pesq")
+WHOLE_SIGNAL_ONLY = ("cspec", "erb", "estoi", "pesq")
 # cspec: magnitude compression exponent, share of the complex term, STFT sizes (hop = size / 4).
 SPEC_COMPRESSION = 0.3
 SPEC_COMPLEX_SHARE = 0.3
 SPEC_FFT_SIZES = (256, 512, 1024)
 SPEC_MIN_SAMPLES = max(SPEC_FFT_SIZES) // 2 + 1  # the largest STFT's reflect padding
+# erb: STFT size (hop = size / 4), band count and edges, at 16 kHz.
+ERB_FFT, ERB_BANDS, ERB_LOW_HZ, ERB_HIGH_HZ, ERB_SAMPLE_RATE = 512, 32, 50.0, 8000.0, 16000
+ERB_MIN_SAMPLES = ERB_FFT // 2 + 1
 # estoi: eSTOI's analysis (25.6-ms frames every 12.8 ms, 30-frame segments, 15 third-octave
 # bands from 150 Hz) at 16 kHz.
 ESTOI_SAMPLE_RATE = 16000
@@ -111,6 +120,37 @@ def _neg_cspec(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor
     return total / len(SPEC_FFT_SIZES)
 
 
+def _erb_rate(hz: torch.Tensor) -> torch.Tensor:
+    """Glasberg and Moore's ERB-rate scale (ERBs below ``hz``)."""
+    return 21.4 * torch.log10(1 + 0.00437 * hz)
+
+
+@functools.lru_cache(maxsize=None)
+def _erb_matrix(dtype, device) -> torch.Tensor:
+    """(bands, bins) triangular filters evenly spaced on the ERB-rate scale (built once)."""
+    freqs = torch.arange(ERB_FFT // 2 + 1, dtype=torch.float64) * ERB_SAMPLE_RATE / ERB_FFT
+    low, high = _erb_rate(torch.tensor([ERB_LOW_HZ, ERB_HIGH_HZ], dtype=torch.float64)).tolist()
+    edges = torch.linspace(low, high, ERB_BANDS + 2, dtype=torch.float64)
+    rate = _erb_rate(freqs)
+    rising = (rate[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
+    falling = (edges[2:, None] - rate[None]) / (edges[2:, None] - edges[1:-1, None])
+    return rising.minimum(falling).clamp(min=0).to(device=device, dtype=dtype)
+
+
+def _neg_erb(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor:
+    if est.size(-1) < ERB_MIN_SAMPLES:
+        raise ValueError(f"erb needs signals longer than {ERB_MIN_SAMPLES - 1} samples, got {est.size(-1)}")
+    compressed = []
+    for x in (est, ref):
+        window = torch.hann_window(ERB_FFT, dtype=x.dtype, device=x.device)
+        spec = torch.stft(x, ERB_FFT, hop_length=ERB_FFT // 4, window=window, return_complex=True)
+        power = _erb_matrix(x.dtype, x.device) @ (spec.real.pow(2) + spec.imag.pow(2))
+        # The small floor keeps the gradient of the compression finite in silent bands.
+        compressed.append((power + 1e-12).pow(SPEC_COMPRESSION / 2))
+    error = (compressed[0] - compressed[1]).pow(2).sum((-2, -1))
+    return _neg_ratio_db(compressed[1].pow(2).sum((-2, -1)), error, eps)
+
+
 @functools.lru_cache(maxsize=None)
 def _third_octave_matrix(dtype, device) -> torch.Tensor:
     """(bands, bins) 0/1 matrix summing the STFT bins of each one-third-octave band (built once
@@ -153,13 +193,13 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
     """Whole-signal distance.
 
     Args:
-        name: "snr", "sisdr", "mse", "cspec", "estoi" or "pesq".
+        name: "snr", "sisdr", "mse", "cspec", "erb", "estoi" or "pesq".
         est: (B, T) estimate.
         ref: (B, T) reference.
         eps: added to both energies of a ratio.
     Returns:
-        (B,) distance: dB for snr/sisdr/cspec (negative SNR / SI-SDR / compressed spectral
-        ratio), squared amplitude for mse, the negative eSTOI proxy for estoi, the negative
+        (B,) distance: dB for snr/sisdr/cspec/erb (negative SNR / SI-SDR / compressed spectral
+        or ERB-band ratio), squared amplitude for mse, the negative eSTOI proxy for estoi, the negative
         raw MOS of the PESQ proxy for pesq.
     """
     _check_name(name)
@@ -168,6 +208,8 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
         return (est - ref).pow(2).mean(-1)
     if name == "cspec":
         return _neg_cspec(est, ref, eps)
+    if name == "erb":
+        return _neg_erb(est, ref, eps)
     if name == "estoi":
         return _neg_estoi(est, ref, eps)
     if name == "pesq":
@@ -178,7 +220,7 @@ def distance(name: str, est: torch.Tensor, ref: torch.Tensor, eps: float = EPS) 
 def min_samples(name: str) -> int:
     """The shortest signal that the whole-signal distance ``name`` accepts."""
     _check_name(name)
-    return {"cspec": SPEC_MIN_SAMPLES, "estoi": ESTOI_MIN_SAMPLES,
+    return {"cspec": SPEC_MIN_SAMPLES, "erb": ERB_MIN_SAMPLES, "estoi": ESTOI_MIN_SAMPLES,
             "pesq": pesq_proxy.MIN_SAMPLES}.get(name, 1)
 
 

@@ -132,18 +132,23 @@ def test_bad_arguments_are_named():
         framewise_distance("snr", x, x[:, :1500])
 
 
-def test_cspec_follows_the_compressed_spectra():
-    """Identical signals: the floor; a gain g moves every compressed magnitude by g**0.3 (the
-    complex term by the same factor), so the distance is -20 log10 |1 - g**0.3| dB; more noise
-    is worse; silence gives finite gradients."""
+@pytest.mark.parametrize("name, atol", [("cspec", 0.05), ("erb", 0.01)])
+def test_compressed_distances_floor_and_gain(name, atol):
+    """Identical signals: the floor; a gain g moves every compressed magnitude (cspec's complex
+    term too) by g**0.3, so the distance is -20 log10 |1 - g**0.3| dB."""
     from espnet2_pse.losses.distances import SPEC_COMPRESSION
 
-    rng = np.random.default_rng(1)
-    ref = torch.from_numpy(rng.standard_normal((2, 8000)))
-    assert (distance("cspec", ref, ref) < -60).all()
+    ref = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 8000)))
+    assert (distance(name, ref, ref) < -60).all()
     gain = 0.5
     expected = -20 * np.log10(1 - gain**SPEC_COMPRESSION)
-    np.testing.assert_allclose(distance("cspec", gain * ref, ref).numpy(), -expected, atol=0.05)
+    np.testing.assert_allclose(distance(name, gain * ref, ref).numpy(), -expected, atol=atol)
+
+
+def test_cspec_follows_the_compressed_spectra():
+    """More noise is worse; silence gives finite gradients."""
+    rng = np.random.default_rng(1)
+    ref = torch.from_numpy(rng.standard_normal((2, 8000)))
     noise = torch.from_numpy(rng.standard_normal((2, 8000)))
     assert (distance("cspec", ref + 0.3 * noise, ref) > distance("cspec", ref + 0.1 * noise, ref)).all()
     est = torch.zeros(1, 4000, requires_grad=True)
@@ -160,6 +165,31 @@ def test_cspec_has_no_segmental_version_and_needs_a_frame():
         framewise_distance("cspec", torch.zeros(1, 4000), torch.zeros(1, 4000))
     with pytest.raises(ValueError, match="longer than 512 samples"):
         distance("cspec", torch.zeros(1, 300), torch.zeros(1, 300))
+
+
+def _band_limited(rng, shape, low_hz, high_hz, fs=16000):
+    """White noise kept between low_hz and high_hz, scaled to unit power."""
+    spectrum = np.fft.rfft(rng.standard_normal(shape))
+    freqs = np.fft.rfftfreq(shape[-1], 1 / fs)
+    spectrum[..., (freqs < low_hz) | (freqs >= high_hz)] = 0
+    x = np.fft.irfft(spectrum, n=shape[-1])
+    return torch.from_numpy(x / x.std(axis=-1, keepdims=True))
+
+
+def test_erb_weighs_the_bands_where_speech_lives():
+    """An error of the same energy costs more below 1 kHz than above 4 kHz (more ERB bands
+    there), unlike in cspec, which has more bins above; finite gradients for a near-silent
+    estimate, and a minimum length."""
+    rng = np.random.default_rng(2)
+    ref = torch.from_numpy(rng.standard_normal((2, 8000)))
+    low, high = 0.3 * _band_limited(rng, (2, 8000), 100, 1000), 0.3 * _band_limited(rng, (2, 8000), 4000, 8000)
+    assert (distance("erb", ref + low, ref) > distance("erb", ref + high, ref) + 3).all()
+    assert (distance("cspec", ref + low, ref) < distance("cspec", ref + high, ref)).all()
+    est = (1e-7 * torch.from_numpy(rng.standard_normal((1, 4000)))).requires_grad_()
+    distance("erb", est, torch.from_numpy(rng.standard_normal((1, 4000)))).sum().backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="erb needs signals longer than 256 samples"):
+        distance("erb", torch.zeros(1, 200), torch.zeros(1, 200))
 
 
 def _modulated_noise(rng, batch, seconds=1.5, fs=16000):

@@ -274,6 +274,44 @@ def test_teacher_targets_from_the_base_and_the_time_budget(personalized, tmp_pat
     assert "algorithmic latency 2.0 ms" in caplog.text and (tmp_path / "carol.onnx").is_file()
 
 
+def test_speaker_conditioned_base_gets_the_users_voice_folded_in(personalized, tmp_path, caplog):
+    """A pconv_tasnet base (the recipe's conditioned generalist) is conditioned on the teacher's
+    centroid of the user's recordings and folded into the plain network that then trains."""
+    import torch
+
+    from espnet2_pse.inference.model_loading import resolve_model
+    from test.spk.test_fold import write_pack_with_teacher
+
+    caplog.set_level(logging.INFO)
+    plain = resolve_model(personalized / "me.zip", tmp_path / "me")
+    config = yaml.safe_load(plain.train_config.read_text())
+    config.update(separator="pconv_tasnet", separator_conf={**config["separator_conf"], "embed_dim": 256})
+    state = torch.load(plain.model_file, map_location="cpu")
+    torch.manual_seed(0)
+    for index in range(TINY_NETWORK["separator_conf"]["layer"]):
+        state[f"separator.film.{index}.weight"] = 0.1 * torch.randn(2 * 16, 256)
+        state[f"separator.film.{index}.bias"] = torch.zeros(2 * 16)
+    base = tmp_path / "conditioned"
+    write_pack_with_teacher(base, config, state)
+    work = tmp_path / "work"
+    args = personalize_args(personalized, **{"--out": tmp_path / "erin.zip", "--base": base, "--max_epoch": 1,
+                                             "--segments_per_epoch": 2, "--keep_cleanest": 1})
+    args = [a for a in args if a not in ("--clean_dir", str(personalized / "clean"), "--config",
+                                         str(personalized / "tiny.yaml"))]
+    args += ["--user_name", "erin", "--data_root", str(personalized / "me_work/data"), "--work_dir", str(work)]
+    assert personalize.main(args) == 0
+    assert "conditioned on the recordings' speaker centroid" in caplog.text
+    folded = work / "base_folded"
+    assert np.linalg.norm(np.load(folded / "speaker_embedding.npy")) == pytest.approx(1.0, abs=1e-5)
+    zsl = yaml.safe_load((work / "exp/zsl/config.yaml").read_text())
+    assert zsl["separator"] == "conv_tasnet_skip" and "embed_dim" not in zsl["separator_conf"]
+    assert zsl["init_param"][0].startswith(str(folded / "model.pth"))
+    assert zsl["ssl_objective_conf"]["teacher"]["model_file"] == str(folded / "model.pth")
+    with zipfile.ZipFile(tmp_path / "erin.zip") as z:
+        trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
+    assert not any(".film." in key for key in trained)
+
+
 def test_same_inputs_seed_and_threads_give_the_same_model(personalized, tmp_path):
     """The default budget is counted in epochs, so two runs on the same recordings with the same
     seed and thread count write identical weights, however long each took."""
