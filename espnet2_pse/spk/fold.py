@@ -97,7 +97,7 @@ def fold_model_files(files: ModelFiles, embedding, out_dir: Path) -> ModelFiles:
 def centroid_embedding(paths: Iterable[Path], embed: Callable[[torch.Tensor], torch.Tensor],
                        sample_rate: int) -> Tuple[np.ndarray, float]:
     """Unit-norm mean of the unit embeddings of the audio files ``paths`` (any rate and channel
-    count; read at ``sample_rate``, the teacher's), the GE2E speaker centroid, and the mean
+    count; read at ``sample_rate``, the teacher's), the speaker centroid as GE2E forms it, and the mean
     cosine of the files to it (how consistently they sound like one voice).
 
     Raises:
