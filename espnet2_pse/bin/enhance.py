@@ -50,13 +50,13 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from espnet2_pse.api import load_from_args
 from espnet2_pse.data.audio import AudioError, load_audio, resample
 from espnet2_pse.inference.backends import BACKENDS
 from espnet2_pse.inference.chunked import ChunkedEnhancer
+from espnet2_pse.inference.model_loading import packed_teacher_tag
 from espnet2_pse.inference.conditioned import (
     AUDIO,
     ConditionedEnhancer,
@@ -303,7 +303,7 @@ def use_packed_speaker_encoders(args: argparse.Namespace, extras) -> None:
                 setattr(args, option, str(extras[f"spk_{option}"]))
                 logging.info("--%s: the one packed with the model", option)
     if not given["teacher"] and "spk_teacher_tag" in extras:
-        args.teacher_tag = str(yaml.safe_load(Path(extras["spk_teacher_tag"]).read_text())["model_tag"])
+        args.teacher_tag = packed_teacher_tag(extras)
         logging.info("--teacher_tag %s: the one packed with the model", args.teacher_tag)
 
 

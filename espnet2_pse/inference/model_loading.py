@@ -51,6 +51,14 @@ class ModelFiles:
     extras: Dict[str, Path] = field(default_factory=dict)
 
 
+def packed_teacher_tag(extras: Mapping[str, Path]) -> Optional[str]:
+    """The pretrained speaker teacher a pack names (``spk_teacher_tag``: a YAML file with
+    ``model_tag``), or None."""
+    if "spk_teacher_tag" not in extras:
+        return None
+    return str(yaml.safe_load(Path(extras["spk_teacher_tag"]).read_text(encoding="utf-8"))["model_tag"])
+
+
 def _extras(unpacked: Mapping[str, Union[str, Path]], root: Optional[Path] = None) -> Dict[str, Path]:
     return {k: (root / v if root else Path(v)) for k, v in unpacked.items() if k not in _MODEL_KEYS}
 

@@ -98,12 +98,18 @@ def _neg_sdr(est: torch.Tensor, ref: torch.Tensor, scale_invariant: bool, eps: f
     return _neg_ratio_db(target.pow(2).sum(-1), (est - target).pow(2).sum(-1), eps)
 
 
-def _compressed_stft(x: torch.Tensor, n_fft: int):
-    """(compressed magnitude, compressed complex spectrum) of (B, T) ``x``, each (B, F, N)."""
+def _stft_power(x: torch.Tensor, n_fft: int):
+    """(complex spectrum, power) of (B, T) ``x`` with a Hann window and hop n_fft / 4, (B, F, N)."""
     window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
     spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+    return spec, spec.real.pow(2) + spec.imag.pow(2)
+
+
+def _compressed_stft(x: torch.Tensor, n_fft: int):
+    """(compressed magnitude, compressed complex spectrum) of (B, T) ``x``, each (B, F, N)."""
+    spec, power = _stft_power(x, n_fft)
     # The small floor keeps the gradient of |X|^c finite in silent bins.
-    power = spec.real.pow(2) + spec.imag.pow(2) + 1e-12
+    power = power + 1e-12
     return power.pow(SPEC_COMPRESSION / 2), spec * power.pow((SPEC_COMPRESSION - 1) / 2)
 
 
@@ -142,9 +148,7 @@ def _neg_erb(est: torch.Tensor, ref: torch.Tensor, eps: float) -> torch.Tensor:
         raise ValueError(f"erb needs signals longer than {ERB_MIN_SAMPLES - 1} samples, got {est.size(-1)}")
     compressed = []
     for x in (est, ref):
-        window = torch.hann_window(ERB_FFT, dtype=x.dtype, device=x.device)
-        spec = torch.stft(x, ERB_FFT, hop_length=ERB_FFT // 4, window=window, return_complex=True)
-        power = _erb_matrix(x.dtype, x.device) @ (spec.real.pow(2) + spec.imag.pow(2))
+        power = _erb_matrix(x.dtype, x.device) @ _stft_power(x, ERB_FFT)[1]
         # The small floor keeps the gradient of the compression finite in silent bands.
         compressed.append((power + 1e-12).pow(SPEC_COMPRESSION / 2))
     error = (compressed[0] - compressed[1]).pow(2).sum((-2, -1))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import yaml
 
 from espnet2_pse.data.audio import load_audio
-from espnet2_pse.inference.model_loading import ModelFiles
+from espnet2_pse.inference.model_loading import ModelFiles, packed_teacher_tag
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def fold_user_recordings(files: ModelFiles, recordings: Iterable[Path], out_dir:
     from espnet2_pse.spk.embedder import load_embedder
 
     extras = files.extras
-    tag = yaml.safe_load(Path(extras["spk_teacher_tag"]).read_text())["model_tag"] if "spk_teacher_tag" in extras else None
+    tag = packed_teacher_tag(extras)
     if not tag and "spk_teacher_model" not in extras:
         raise ValueError(f"{files.model_file}: a speaker-conditioned model needs the speaker teacher it was trained "
                          "with packed beside it (spk_teacher_tag or spk_teacher_config/spk_teacher_model) to embed "
