@@ -8,6 +8,7 @@
     tools/venv/bin/python bench/bench_real_voice.py --voices festru_ru --load 1   # a busy machine vs idle
     tools/venv/bin/python bench/bench_real_voice.py --no_personal --conditioned_tag fresh \
         --conditioned egs2/pse_ssl/pse1/exp/packed/conditioned_stft-model.zip   # a conditioned model alone
+    tools/venv/bin/python bench/bench_real_voice.py --clean_only --conditioned none   # clean speech, no recordings
 
 For each target voice of the ``debian_real`` corpus (real recorded voices and sound effects
 from Debian packages, built under ``<work_dir>/data`` when missing):
@@ -17,7 +18,9 @@ from Debian packages, built under ``<work_dir>/data`` when missing):
      P`` a share P of the recordings also holds a background voice (a TV: another family's
      target voice) at U(5, 20) dB below the user;
   2. the user commands, as a user runs them: ``personalize --noisy_dir`` (zero-shot, its
-     defaults), then the same with ``--clean_dir`` and the same work dir (few-shot), timed;
+     defaults), then the same with ``--clean_dir`` and the same work dir (few-shot), timed
+     (``--clean_only``: instead, ``personalize --clean_dir`` alone on the clean seconds and on
+     their first 5 s, straight from the generalist);
      ``enhance`` of the voice's fixed test sets with each model (``--condition``):
      "noise": its 30 4-s test mixtures (test-bank noise at U(-5, 5) dB, from packages never
      used in training); "interferer": the same 30 target crops with one utterance of another
@@ -57,6 +60,7 @@ import multiprocessing
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,7 +75,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DeepFilterNet3, noisereduce_enhance  # noqa: E402
-from real_voice_scoring import (CONDITIONED, CONDITIONS, ENROLLMENTS, FS, PERSONAL, SYSTEMS,  # noqa: E402
+from real_voice_scoring import (CLEAN_ONLY, CONDITIONED, CONDITIONS, ENROLLMENTS, FS, PERSONAL, SYSTEMS,  # noqa: E402
                                 curve_rows, output_folder, score_voice, snapshots)
 from real_voice_tables import print_curve, print_load_comparison, print_table  # noqa: E402
 
@@ -100,6 +104,10 @@ def get_parser() -> argparse.ArgumentParser:
                    "generalist), also scored alone as 'generalist'")
     p.add_argument("--zero_shot_only", action="store_true", help="skip the few-shot personalize run")
     p.add_argument("--no_personal", action="store_true", help="skip personalize (peers and conditioned model only)")
+    p.add_argument("--clean_only", action="store_true",
+                   help="instead of the zero-shot and few-shot runs, personalize on clean speech alone (no noisy "
+                   "recordings), straight from the generalist: --clean_seconds of it ('clean-only') and the "
+                   "first 5 s ('clean-only-5s')")
     p.add_argument("--conditioned", default=str(SHIPPED_CONDITIONED),
                    help="speaker-conditioned model (packed zip with its teacher and student), or 'none'")
     p.add_argument("--conditioned_tag", default="",
@@ -304,22 +312,31 @@ def conditioned_outputs(root: Path, voice: str, vdir: Path, args, tags: Sequence
 
 def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, user: Path,
                             conditions: List[str], log: Path) -> Dict[str, float]:
-    """zero-shot and few-shot personalize + enhance of the test mixtures; returns wall times."""
+    """zero-shot and few-shot (or clean-only) personalize + enhance of the test mixtures; returns
+    wall times."""
     times_path = vdir / f"times{tag}.json"
     times = json.loads(times_path.read_text()) if times_path.is_file() else {}
     extra = shlex.split(args.personalize_args) + (["--base", args.base] if args.base else [])
     # The user is not the corpus speaker of the same voice (personalize's data root may hold it).
-    common = ["--noisy_dir", str(user / "noisy"), "--work_dir", str(vdir / f"work{tag}"),
-              "--user_name", f"user_{voice}"]
-    steps = [("zero-shot", curve_options(args.curve_epochs))]
-    if not args.zero_shot_only:
-        steps.append(("few-shot", ["--clean_dir", str(user / "clean")] + curve_options(args.fsl_curve_epochs)))
+    name = ["--user_name", f"user_{voice}"]
+    noisy = ["--noisy_dir", str(user / "noisy"), "--work_dir", str(vdir / f"work{tag}")]
+    if args.clean_only:  # each in its own work dir: a user's data without noisy recordings
+        five = user / "clean5"
+        if not (five / "clean5.wav").is_file():
+            five.mkdir(exist_ok=True)
+            shutil.copyfile(write_enrollments(user)["clean5"], five / "clean5.wav")
+        steps = [(system, ["--clean_dir", str(folder), "--work_dir", str(vdir / f"work{tag}_{system}")])
+                 for system, folder in zip(CLEAN_ONLY, (user / "clean", five))]
+    else:
+        steps = [("zero-shot", noisy + curve_options(args.curve_epochs))]
+    if not args.zero_shot_only and not args.clean_only:
+        steps.append(("few-shot", noisy + ["--clean_dir", str(user / "clean")] + curve_options(args.fsl_curve_epochs)))
     for system, more in steps:
         model = vdir / f"{system}{tag}.zip"
         if system not in times:
             print(f"bench: {voice}: personalize {system}", flush=True)
             with competing_load(args.load):
-                times[system] = run([sys.executable, "-m", "espnet2_pse.bin.personalize", *common, *more,
+                times[system] = run([sys.executable, "-m", "espnet2_pse.bin.personalize", *name, *more,
                                      "--out", str(model), *extra], log)
             times_path.write_text(json.dumps(times))
         for condition in conditions:
@@ -395,7 +412,7 @@ def main() -> None:
     with multiprocessing.get_context("spawn").Pool(args.score_jobs, initializer=_quiet_worker) as pool:
         for voice in voices:
             vdir = work / "voices" / voice
-            systems = [s for s in SYSTEMS if s not in PERSONAL or s in results[voice]["times"]]
+            systems = [s for s in SYSTEMS if s not in PERSONAL + CLEAN_ONLY or s in results[voice]["times"]]
             systems += list(CONDITIONED) if args.conditioned != "none" else []
             print(f"bench: {voice}: scoring", flush=True)
             results[voice]["scores"] = {c: score_voice(root, voice, vdir, systems, (tag, conditioned_tag, refine_tag),

@@ -14,10 +14,13 @@ from espnet2_pse.data.kaldi_dir import read_data_dir
 from espnet2_pse.scoring.metrics import PERSONALIZED_METRICS, columns_for, score_utterance
 
 FS = 16000
-SYSTEMS = ("reference", "unprocessed", "noisereduce", "deepfilternet3", "generalist", "zero-shot", "few-shot")
 PERSONAL = ("zero-shot", "few-shot")
+# personalize on clean speech alone, straight from the generalist (--clean_only): --clean_seconds
+# of it, and the 5 s of the conditioned model's clean enrollment.
+CLEAN_ONLY = ("clean-only", "clean-only-5s")
+SYSTEMS = ("reference", "unprocessed", "noisereduce", "deepfilternet3", "generalist") + PERSONAL + CLEAN_ONLY
 # Outputs that depend on the personalize setting (--base, --personalize_args) and so go to tagged folders.
-PER_SETTING = ("generalist",) + PERSONAL
+PER_SETTING = ("generalist",) + PERSONAL + CLEAN_ONLY
 # The conditioned generalist's enrollments: name -> (user folder, seconds taken from its start).
 ENROLLMENTS = {"clean5": ("clean", 5.0), "short": ("clean", 1.5), "noisy": ("noisy", 5.0)}
 # "static oracle": each test file conditioned on the teacher's embedding of its own clean

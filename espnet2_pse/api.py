@@ -247,7 +247,7 @@ def load_from_args(args: argparse.Namespace) -> Enhancer:
 
 
 def personalize(
-    noisy_dir: PathLike,
+    noisy_dir: Optional[PathLike],
     out: PathLike,
     clean_dir: Optional[PathLike] = None,
     progress: Optional[Callable[[dict], None]] = None,
@@ -257,7 +257,8 @@ def personalize(
     """Personalize a model to one voice (what ``pse-personalize`` runs) and load it.
 
     Args:
-        noisy_dir: folder of the person's own noisy recordings (zero-shot).
+        noisy_dir: folder of the person's own noisy recordings (zero-shot); None to train on
+            ``clean_dir`` alone, straight from the base model.
         out: packed model to write (.zip).
         clean_dir: optional folder of clean speech of the person (few-shot).
         progress: called with a dict after each step and each training epoch:
@@ -277,7 +278,7 @@ def personalize(
     from espnet2_pse.bin import personalize as command
     from espnet2_pse.bin.personalize_progress import remove_logging, setup_logging
 
-    argv = ["--noisy_dir", str(noisy_dir), "--out", str(out)]
+    argv = ["--out", str(out)] + (["--noisy_dir", str(noisy_dir)] if noisy_dir is not None else [])
     if clean_dir is not None:
         argv += ["--clean_dir", str(clean_dir)]
     argv += options_to_argv(command.get_parser(), options)

@@ -75,8 +75,8 @@ class PersonalizeJob:
         """Start (or resume) in a background thread; ValueError if one is running or the
         recordings or options are refused."""
         options = {**self.base_options, **_checked(page_options)}
-        if not self.workspace.recordings("noisy"):
-            raise ValueError("upload some noisy recordings of your voice first")
+        if not self.workspace.recordings("noisy") and not self.workspace.recordings("clean"):
+            raise ValueError("upload some recordings of your voice first (everyday ones, clean speech or both)")
         with self._lock:
             if self.running():
                 raise ValueError("a personalization is already running")
@@ -108,10 +108,10 @@ class PersonalizeJob:
     def _run(self, options: dict) -> None:
         import espnet2_pse
 
-        clean = self.workspace.recordings_dir("clean")
-        try:
+        noisy, clean = (self.workspace.recordings_dir(kind) for kind in ("noisy", "clean"))
+        try:  # clean speech alone: few-shot straight from the generalist
             espnet2_pse.personalize(
-                self.workspace.recordings_dir("noisy"), self.model_path,
+                noisy if any(noisy.glob("*.wav")) else None, self.model_path,
                 clean_dir=clean if any(clean.glob("*.wav")) else None,
                 progress=self._progress, quiet=True, work_dir=self.work, **options)
         except Cancelled:

@@ -8,6 +8,9 @@ Examples:
     # model is reused and fine-tuned
     python -m espnet2_pse.bin.personalize --noisy_dir my_recordings/ --clean_dir my_clean/ --out me_fs.zip \\
         --work_dir me_work
+    # no noisy recordings, only a few seconds to a minute of clean speech: few-shot training
+    # straight from the base (the zero-shot step is skipped)
+    python -m espnet2_pse.bin.personalize --clean_dir my_clean/ --out me_clean.zip
     python -m espnet2_pse.bin.enhance --model me.zip noisy_files/ --out_dir enhanced/
 
 Steps (each leaves a done marker under --work_dir; rerunning skips finished steps, and a
@@ -32,10 +35,13 @@ killed training resumes from its last epoch through ESPnet's ``--resume true``):
      the last epoch is kept (with ``--teacher_weight 0``: the best on the held-out preval
      pseudo-mixtures). ``--budget_minutes`` optionally caps the wall-clock time, and the
      command then says at the end how many epochs it ran.
+     Skipped without --noisy_dir.
   3. fsl (only with --clean_dir): supervised fine-tuning on the clean speech with injection
-     noise, ``--fsl_max_epoch`` epochs (``--fsl_budget_minutes`` caps it), checkpoint chosen
-     on the fsl_val mixtures; its loss adds differentiable PESQ and eSTOI proxies
-     (``--fsl_perceptual_weights``), which the clean targets make safe to follow.
+     noise and talkers, ``--fsl_max_epoch`` epochs (``--fsl_budget_minutes`` caps it), from
+     the zero-shot model, or without --noisy_dir from the base (a conditioned base folded on
+     the clean speech's centroid); checkpoint chosen on the fsl_val mixtures (held-out clean
+     speech; below 30 s of it, the training speech itself); its loss adds differentiable PESQ
+     and eSTOI proxies (``--fsl_perceptual_weights``), which the clean targets make safe to follow.
   4. pack: ``espnet2.bin.pack enh`` writes --out, which ``enhance`` and
      ``SeparateSpeech.from_pretrained`` (after ``import espnet2_pse``) load.
 Each epoch logs "epoch k, elapsed, ETA". With the same inputs, seed and thread count the
@@ -49,14 +55,18 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import yaml
 
-from espnet2_pse.bin.personalize_config import (DEFAULT_FSL_EPOCHS, DEFAULT_FSL_PERCEPTUAL_WEIGHTS,
-                                                DEFAULT_SEGMENTS_PER_EPOCH, DEFAULT_SPECTRAL_WEIGHT, DEFAULT_ZSL_EPOCHS,
-                                                DEFAULT_ZSL_PEAK_LR, SAMPLE_RATE, batches_per_epoch, training_config,
+from espnet2_pse.bin.personalize_config import (CLEAN_ONLY_BATCHES, CLEAN_ONLY_BATCHES_PER_SECOND, DEFAULT_BASE,
+                                                DEFAULT_DATA_OPTS, DEFAULT_FSL_EPOCHS, DEFAULT_FSL_PERCEPTUAL_WEIGHTS,
+                                                DEFAULT_KEEP_CLEANEST, DEFAULT_SEGMENTS_PER_EPOCH,
+                                                DEFAULT_SPECTRAL_WEIGHT, DEFAULT_TALKER_PROB, DEFAULT_TEACHER_SPLIT_HZ,
+                                                DEFAULT_TEACHER_WEIGHT, DEFAULT_TEACHER_WEIGHT_ABOVE,
+                                                DEFAULT_ZSL_EPOCHS, DEFAULT_ZSL_PEAK_LR, KEEP_CLEANEST_MIN_SECONDS,
+                                                SAMPLE_RATE, batches_per_epoch, clean_only_epochs, training_config,
                                                 yaml_options)
 from espnet2_pse.bin.personalize_models import MODEL_KEYS, MODEL_SIZES, causal_section, model_section
 from espnet2_pse.bin.personalize_progress import Progress, pack, remove_logging, setup_logging, train
@@ -68,43 +78,20 @@ from espnet2_pse.ssl.teacher import TEACHER_OUTPUT_KEY, cleanest_segments, write
 
 logger = logging.getLogger("espnet2_pse.personalize")
 
-# The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft_talkers.yaml).
-DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_stft.zip"
-# Zero-shot PseudoSE target from a base: half the base's enhancement of the recording, half the
-# recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).
-DEFAULT_TEACHER_WEIGHT = 0.5
-# Its share above DEFAULT_TEACHER_SPLIT_HZ: all of it. There the base cleans the background that
-# DNSMOS hears where little of the SNR lies; on the real-voice benchmark every mean moved by
-# -0.001 to +0.06 against 0.5 there (zero-shot PESQ-WB +0.02, DNSMOS +0.06).
-DEFAULT_TEACHER_WEIGHT_ABOVE = 1.0
-DEFAULT_TEACHER_SPLIT_HZ = 4000.0
-# Share of the recordings' audio that the zero-shot step trains on: the segments that the base
-# finds least noisy (the targets keep each recording's background); never under 5 minutes. On
-# the real voices every perceptual mean rose (zero-shot DNSMOS +0.06, speaker similarity
-# +0.01-0.02), SI-SDRi level (-0.05 to +0.07 dB).
-DEFAULT_KEEP_CLEANEST = 0.5
-KEEP_CLEANEST_MIN_SECONDS = 300.0
-# Share of the training inputs that also hold another person's voice, so that the personal
-# model drops voices that are not its user's.
-DEFAULT_TALKER_PROB = 0.5
-# Default data root: a small debian_real corpus, only needed for its noise banks (the user's
-# held-out preval is 60 s, or a fifth of the recordings when they are shorter).
-# Its generalist voices (75 real voices in many languages, 0.4 min each) are the interfering
-# talkers of the injection; the validation voices, the benchmark's interferers, never are.
-DEFAULT_DATA_OPTS = ("--corpus debian_real --debian_targets festru_ru --debian_target_minutes 2 "
-                     "--debian_other_minutes 0.4 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
-                     "--user_preval_seconds 60 --user_fsl_val_seconds 10")
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Personalize a speech enhancement model from one person's noisy recordings "
-        "(zero-shot), optionally fine-tuned on a little clean speech (few-shot); writes a packed zip.",
+        "(zero-shot), optionally fine-tuned on a little clean speech (few-shot), or from that clean speech "
+        "alone; writes a packed zip.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--noisy_dir", required=True, help="folder of the person's own noisy recordings")
+    p.add_argument("--noisy_dir", default="",
+                   help="folder of the person's own noisy recordings (zero-shot); without it, --clean_dir alone "
+                   "trains the few-shot step straight from --base")
     p.add_argument("--out", required=True, help="packed model to write (.zip)")
-    p.add_argument("--clean_dir", default="", help="optional folder of clean speech of the person (few-shot)")
+    p.add_argument("--clean_dir", default="",
+                   help="folder of clean speech of the person (few-shot; without --noisy_dir, from the base)")
     p.add_argument("--user_name", default="user", help="speaker id of the person in the data root")
     p.add_argument("--work_dir", default=None,
                    help="data, experiments and done markers; unset: <out without .zip>_work")
@@ -183,7 +170,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="what the zero-shot spectral term scores against: the SNR term's target (the blend of "
                    "--teacher_weight) or the base model's enhancement alone, whose background is cleaner")
     g = p.add_argument_group("few-shot fine-tuning (with --clean_dir)")
-    g.add_argument("--fsl_max_epoch", type=int, default=DEFAULT_FSL_EPOCHS, help="length of the fine-tuning in epochs")
+    g.add_argument("--fsl_max_epoch", type=int, default=None,
+                   help="length of the fine-tuning in epochs (unset: %d after the zero-shot step; from the base, "
+                   "without --noisy_dir, as many as make %d batches per second of clean speech, %d to %d)"
+                   % (DEFAULT_FSL_EPOCHS, CLEAN_ONLY_BATCHES_PER_SECOND, *CLEAN_ONLY_BATCHES))
     g.add_argument("--fsl_budget_minutes", type=float, default=None,
                    help="optional wall-clock cap of the fine-tuning (as --budget_minutes)")
     g.add_argument("--fsl_lr", type=float, default=1e-4, help="Adam learning rate of the fine-tuning")
@@ -211,8 +201,9 @@ def prepare_data(args, data_root: Path) -> Path:
     """The recipe's stage 1 with the user's folders; returns speakers/<user>."""
     from espnet2_pse.bin import prepare_data as stage1
 
-    cmd = ["--out", str(data_root), "--nj", str(args.nj), *shlex.split(args.data_opts),
-           "--user_name", args.user_name, "--user_noisy_dir", str(Path(args.noisy_dir).absolute())]
+    cmd = ["--out", str(data_root), "--nj", str(args.nj), *shlex.split(args.data_opts), "--user_name", args.user_name]
+    if args.noisy_dir:
+        cmd += ["--user_noisy_dir", str(Path(args.noisy_dir).absolute())]
     if args.clean_dir:
         cmd += ["--user_clean_dir", str(Path(args.clean_dir).absolute())]
     threads = torch.get_num_threads()
@@ -228,6 +219,12 @@ def check_args(args) -> None:
     """Refuse contradicting options; ``--base none`` becomes ``args.base = None``."""
     if args.base and args.base.lower() == "none":
         args.base = None
+    if not args.noisy_dir and not args.clean_dir:
+        raise ValueError("give --noisy_dir (your own noisy recordings), --clean_dir (a little clean speech) or both")
+    if not args.noisy_dir and not args.base:
+        raise ValueError("--clean_dir alone fine-tunes a --base model; --base none needs --noisy_dir")
+    if args.fsl_max_epoch is None and args.noisy_dir:  # clean only: set from the clean speech's length
+        args.fsl_max_epoch = DEFAULT_FSL_EPOCHS
     if Path(args.out).suffix != ".zip":
         raise ValueError(f"--out {args.out}: the packed model must be a .zip file")
     if bool(args.dp_predictor_config) != bool(args.dp_predictor_model):
@@ -267,7 +264,7 @@ def check_args(args) -> None:
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise ValueError(f"--{name} must be positive (leave it out for no time cap)")
     for name in ("max_epoch", "fsl_max_epoch"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1")
     for name in ("teacher_weight_above", "teacher_weight_noise"):
         value = getattr(args, name)
@@ -299,39 +296,9 @@ def check_args(args) -> None:
         raise ValueError(f"--snapshot_epochs {args.snapshot_epochs}: epochs count from 1")
 
 
-def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path:
-    """The four steps (module docstring); returns the written zip. ``progress`` gets a dict
-    per step and epoch (see :func:`espnet2_pse.api.personalize`)."""
-    check_args(args)  # idempotent; main() has already run it
-    out = Path(args.out).absolute()
-    work = work_dir_of(args)
-    data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
-    start = time.perf_counter()
-    report = Progress(progress, bool(args.clean_dir))
-    logger.info("personalize: step 1/4 data (%s)", data_root)
-    report.step("data")
-    speaker = prepare_data(args, data_root)
-
-    model, base_files = model_section(args.model_size), None
-    if args.base:
-        base_files = resolve_model(args.base, work / "base")
-        base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
-        if is_conditioned(base_config):  # the user's voice folded in: from here on a plain base
-            recordings = map(Path, read_table(speaker / "pretrain" / "spk1.scp").values())
-            base_files = fold_user_recordings(base_files, recordings, work / "base_folded", SAMPLE_RATE)
-            base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
-        model = {k: base_config[k] for k in MODEL_KEYS if k in base_config}
-    if args.causal:
-        model = causal_section(model)
-    inject = str(Path(args.inject_noise_scp).absolute()) if args.inject_noise_scp \
-        else str(data_root / "noise" / "inject_train" / "wav.scp")
-    # The recordings are already noisy (premixed): no premixture bank for the user.
-    injection = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
-    if args.talker_prob > 0:
-        talkers = str(Path(args.talker_scp).absolute()) if args.talker_scp \
-            else str(data_root / "generalist" / "train" / "wav.scp")
-        injection.update(talker_scp=talkers, talker_prob=args.talker_prob,
-                         talker_tir_range=list(args.talker_tir_range), talker_alone_prob=args.talker_alone_prob)
+def zero_shot(args, work: Path, speaker: Path, model: Dict, base_files, injection: Dict,
+              on_epoch: Callable[[int, int, float, float], None], cut_short: List[str]) -> Path:
+    """Step 2: zero-shot training on the user's recordings; returns the selected checkpoint."""
     objective = dict(injection)
     teacher = args.teacher_weight > 0
     if teacher:
@@ -347,12 +314,9 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
                                      "model_file": str(Path(args.dp_predictor_model).absolute())}
     logger.info("personalize: step 2/4 zero-shot %s training%s", args.method,
                 f" (targets: {args.teacher_weight:g} x the base model's enhancement)" if teacher else "")
-    final_exp = work / "exp" / "zsl"
-    cut_short: List[str] = []
     # The preval references are the noisy recordings themselves: their loss would favour models
     # that keep the recordings' background, which the teacher's targets remove, so a teacher run
     # keeps its last epoch.
-    report.step("zsl")
     precomputed: Tuple[str, ...] = ()
     segments = read_data_dir(speaker / "pretrain")
     if teacher:  # the teacher's outputs on the recordings never change: computed once, not per batch
@@ -365,13 +329,60 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     steps = args.max_epoch * batches_per_epoch(segments, args)
     zsl_config = training_config(args, model, args.method, objective, args.lr, args.max_epoch, dp,
                                  args.spectral_reference, one_cycle_steps=steps)
-    final = train(args, "zsl", final_exp, zsl_config, segments.path, speaker / "preval",
-                  base_files.model_file if base_files else None, args.budget_minutes,
-                  select="latest.pth" if teacher else "valid.loss.best.pth", cut_short=cut_short,
-                  on_epoch=report.epochs("zsl"), extra_train_data=precomputed)
+    return train(args, "zsl", work / "exp" / "zsl", zsl_config, segments.path, speaker / "preval",
+                 base_files.model_file if base_files else None, args.budget_minutes,
+                 select="latest.pth" if teacher else "valid.loss.best.pth", cut_short=cut_short,
+                 on_epoch=on_epoch, extra_train_data=precomputed)
+
+
+def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path:
+    """The four steps (module docstring); returns the written zip. ``progress`` gets a dict
+    per step and epoch (see :func:`espnet2_pse.api.personalize`)."""
+    check_args(args)  # idempotent; main() has already run it
+    out = Path(args.out).absolute()
+    work = work_dir_of(args)
+    data_root = Path(args.data_root).absolute() if args.data_root else work / "data"
+    start = time.perf_counter()
+    report = Progress(progress, ("zsl",) * bool(args.noisy_dir) + ("fsl",) * bool(args.clean_dir))
+    logger.info("personalize: step 1/4 data (%s)", data_root)
+    report.step("data")
+    speaker = prepare_data(args, data_root)
+
+    model, base_files = model_section(args.model_size), None
+    if args.base:
+        base_files = resolve_model(args.base, work / "base")
+        base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
+        if is_conditioned(base_config):  # the user's voice folded in: from here on a plain base
+            own = speaker / ("pretrain" if args.noisy_dir else "fsl_train") / "spk1.scp"
+            recordings = map(Path, read_table(own).values())
+            base_files = fold_user_recordings(base_files, recordings, work / "base_folded", SAMPLE_RATE)
+            base_config = yaml.safe_load(base_files.train_config.read_text(encoding="utf-8"))
+        model = {k: base_config[k] for k in MODEL_KEYS if k in base_config}
+    if args.causal:
+        model = causal_section(model)
+    inject = str(Path(args.inject_noise_scp).absolute()) if args.inject_noise_scp \
+        else str(data_root / "noise" / "inject_train" / "wav.scp")
+    # The recordings are already noisy (premixed): no premixture bank for the user.
+    injection = {"inject_noise_scp": inject, "premix_noise_scp": None, "seed": args.seed}
+    if args.talker_prob > 0:
+        talkers = str(Path(args.talker_scp).absolute()) if args.talker_scp \
+            else str(data_root / "generalist" / "train" / "wav.scp")
+        injection.update(talker_scp=talkers, talker_prob=args.talker_prob,
+                         talker_tir_range=list(args.talker_tir_range), talker_alone_prob=args.talker_alone_prob)
+    cut_short: List[str] = []
+    final_exp, final = work / "exp" / "zsl", base_files.model_file if base_files else None
+    if args.noisy_dir:
+        report.step("zsl")
+        final = zero_shot(args, work, speaker, model, base_files, injection, report.epochs("zsl"), cut_short)
+    else:
+        logger.info("personalize: step 2/4 zero-shot training skipped (no --noisy_dir): few-shot from the base")
 
     if args.clean_dir:
         logger.info("personalize: step 3/4 few-shot fine-tuning on the clean speech")
+        if args.fsl_max_epoch is None:
+            args.fsl_max_epoch = clean_only_epochs(read_data_dir(speaker / "fsl_train"), args)
+            logger.info("personalize fsl: %d epochs, about %d batches per second of clean speech",
+                        args.fsl_max_epoch, CLEAN_ONLY_BATCHES_PER_SECOND)
         # Clean speech: ordinary supervised training with on-the-fly injection (noise and talkers).
         fsl_config = training_config(args, model, "pseudo_se", dict(injection), args.fsl_lr, args.fsl_max_epoch, False,
                                      few_shot=True, perceptual_weights=tuple(args.fsl_perceptual_weights))
@@ -386,17 +397,19 @@ def personalize(args, progress: Optional[Callable[[dict], None]] = None) -> Path
     report.step("pack")
     summary = final_exp / "personalize.yaml"
     selected = Path(os.path.realpath(final)).relative_to(work).as_posix()
-    summary.write_text(yaml.safe_dump({
-        "user": args.user_name, "method": args.method, "dp": dp, "base": args.base,
-        "teacher_weight": args.teacher_weight, "teacher_weight_above": args.teacher_weight_above,
-        "teacher_split_hz": args.teacher_split_hz, "teacher_weight_noise": args.teacher_weight_noise,
-        "keep_cleanest": args.keep_cleanest,
-        "spectral_reference": args.spectral_reference,
-        "talker_prob": args.talker_prob,
-        "few_shot": bool(args.clean_dir), "causal": args.causal, "selected_checkpoint": selected,
+    settings = {"user": args.user_name, "base": args.base, "zero_shot": bool(args.noisy_dir)}
+    if args.noisy_dir:
+        settings.update({
+            "method": args.method, "dp": bool(args.dp_predictor_config),
+            "teacher_weight": args.teacher_weight, "teacher_weight_above": args.teacher_weight_above,
+            "teacher_split_hz": args.teacher_split_hz, "teacher_weight_noise": args.teacher_weight_noise,
+            "keep_cleanest": args.keep_cleanest, "spectral_reference": args.spectral_reference})
+    settings.update({
+        "talker_prob": args.talker_prob, "few_shot": bool(args.clean_dir), "causal": args.causal,
+        "selected_checkpoint": selected,
         "selection": ("valid loss on fsl_val" if args.clean_dir else
-                      "last epoch" if teacher else "valid loss on preval pseudo-mixtures"),
-    }, sort_keys=False), encoding="utf-8")
+                      "last epoch" if args.teacher_weight > 0 else "valid loss on preval pseudo-mixtures")})
+    summary.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     pack(work, final_exp / "config.yaml", final, out, summary)
     logger.info("personalize: wrote %s in %.0f s (work dir %s)", out, time.perf_counter() - start, work)
     for line in cut_short:

@@ -22,6 +22,13 @@ DEFAULT_ZSL_PEAK_LR = 1e-3
 DEFAULT_SEGMENTS_PER_EPOCH = 60
 DEFAULT_ZSL_EPOCHS = 24
 DEFAULT_FSL_EPOCHS = 5
+# Few-shot straight from the base (clean speech only, no zero-shot model) learns the voice from
+# those seconds alone, so its length follows how many there are: this many batches per second of
+# clean training speech, within CLEAN_ONLY_BATCHES. On the tuning voice (fillets_nl_v) 5 s
+# overfit past about 120 batches (SI-SDRi with noise 7.46 / 6.64 / 5.43 dB after 120 / 240 /
+# 450), while 50 s gained 0.15 dB from 330 batches to 550, not worth 2 more minutes.
+CLEAN_ONLY_BATCHES_PER_SECOND = 24
+CLEAN_ONLY_BATCHES = (100, 400)
 # Weights of the PESQ and eSTOI proxy terms in the few-shot loss. Against clean targets they
 # raised PESQ-WB by 0.06-0.07, eSTOI, DNSMOS and pDNSMOS on real voices for 0.10 dB of SI-SDRi
 # and 0.005 of speaker similarity; against the zero-shot step's noisy targets they cost
@@ -31,6 +38,33 @@ DEFAULT_FSL_PERCEPTUAL_WEIGHTS = (5.0, 30.0)
 # PESQ-WB by 0.04-0.06 and eSTOI by about 0.01 in both steps, SI-SDRi unchanged or better.
 DEFAULT_SPECTRAL_WEIGHT = 1.0
 
+# The generalist personalize starts from (egs2/pse_ssl/pse1/conf/tuning/train_generalist_stft_talkers.yaml).
+DEFAULT_BASE = Path(__file__).resolve().parents[1] / "pretrained" / "generalist_stft.zip"
+# Zero-shot PseudoSE target from a base: half the base's enhancement of the recording, half the
+# recording (on the real-voice benchmark 0.5 beat both 0, plain PseudoSE, and 1).
+DEFAULT_TEACHER_WEIGHT = 0.5
+# Its share above DEFAULT_TEACHER_SPLIT_HZ: all of it. There the base cleans the background that
+# DNSMOS hears where little of the SNR lies; on the real-voice benchmark every mean moved by
+# -0.001 to +0.06 against 0.5 there (zero-shot PESQ-WB +0.02, DNSMOS +0.06).
+DEFAULT_TEACHER_WEIGHT_ABOVE = 1.0
+DEFAULT_TEACHER_SPLIT_HZ = 4000.0
+# Share of the recordings' audio that the zero-shot step trains on: the segments that the base
+# finds least noisy (the targets keep each recording's background); never under 5 minutes. On
+# the real voices every perceptual mean rose (zero-shot DNSMOS +0.06, speaker similarity
+# +0.01-0.02), SI-SDRi level (-0.05 to +0.07 dB).
+DEFAULT_KEEP_CLEANEST = 0.5
+KEEP_CLEANEST_MIN_SECONDS = 300.0
+# Share of the training inputs that also hold another person's voice, so that the personal
+# model drops voices that are not its user's.
+DEFAULT_TALKER_PROB = 0.5
+# Default data root: a small debian_real corpus, only needed for its noise banks (the user's
+# held-out preval is 60 s, or a fifth of the recordings when they are shorter).
+# Its generalist voices (75 real voices in many languages, 0.4 min each) are the interfering
+# talkers of the injection; the validation voices, the benchmark's interferers, never are.
+DEFAULT_DATA_OPTS = ("--corpus debian_real --debian_targets festru_ru --debian_target_minutes 2 "
+                     "--debian_other_minutes 0.4 --split_scale 0.25 --test_mixtures 2 --val_mixtures 32 "
+                     "--user_preval_seconds 60 --user_fsl_val_seconds 10")
+
 
 def batches_per_epoch(segments: DataDir, args) -> int:
     """About how many batches ESPnet's chunk iterator cuts from --segments_per_epoch segments of
@@ -39,6 +73,14 @@ def batches_per_epoch(segments: DataDir, args) -> int:
     crop = int(round(args.chunk_seconds * SAMPLE_RATE))
     crops = [max(1, (int(round(d * SAMPLE_RATE)) - crop) // (crop // 2) + 1) for d in segments.utt2dur.values()]
     return max(1, int(args.segments_per_epoch * sum(crops) / len(crops)) // args.batch_size)
+
+
+def clean_only_epochs(fsl_train: DataDir, args) -> int:
+    """Few-shot epochs straight from the base: CLEAN_ONLY_BATCHES_PER_SECOND batches per second
+    of ``fsl_train``, within CLEAN_ONLY_BATCHES."""
+    low, high = CLEAN_ONLY_BATCHES
+    batches = min(max(CLEAN_ONLY_BATCHES_PER_SECOND * fsl_train.total_seconds(), low), high)
+    return max(1, round(batches / batches_per_epoch(fsl_train, args)))
 
 
 def yaml_options(path: str, option: str) -> Dict:

@@ -129,9 +129,10 @@ _STEP_SHARES = {"data": 0.06, "zsl": 0.83, "fsl": 0.11}
 class Progress:
     """Turns steps and epochs into the dicts of ``personalize(progress=...)`` (see espnet2_pse.api)."""
 
-    def __init__(self, callback: Optional[Callable[[dict], None]], few_shot: bool):
+    def __init__(self, callback: Optional[Callable[[dict], None]], steps: Tuple[str, ...]):
+        """``steps``: the training steps this run makes, in order, after "data"."""
         self.callback = callback
-        steps = ("data", "zsl", "fsl") if few_shot else ("data", "zsl")
+        steps = ("data",) + tuple(steps)
         total = sum(_STEP_SHARES[step] for step in steps)
         self.shares = {step: _STEP_SHARES[step] / total for step in steps}
         self.start_of, done = {}, 0.0

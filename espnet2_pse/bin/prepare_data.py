@@ -124,7 +124,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--download_dir", default="downloads")
     g = p.add_argument_group("bring your own user")
     g.add_argument("--user_noisy_dir", default="", help="folder of one person's noisy recordings")
-    g.add_argument("--user_clean_dir", default="", help="optional folder with a little clean speech")
+    g.add_argument("--user_clean_dir", default="",
+                   help="folder with a little clean speech (alone: a user without noisy recordings, for few-shot "
+                   "training straight from a generalist)")
     g.add_argument("--user_test_dir", default="", help="optional folder with noisy/ and clean/ paired files")
     g.add_argument("--user_name", default="user")
     g.add_argument("--user_segment_seconds", type=float, default=8.0, help="longer recordings are cut")
@@ -133,7 +135,7 @@ def get_parser() -> argparse.ArgumentParser:
                    "default: 30 s x --split_scale)")
     g.add_argument("--user_fsl_val_seconds", type=float, default=None,
                    help="held-out clean seconds for the few-shot validation (at most a third of the clean "
-                   "speech; default: 30 s x --split_scale)")
+                   "speech, none below 30 s of it; default: 30 s x --split_scale)")
     return p
 
 
@@ -187,22 +189,20 @@ def main(cmd: Optional[List[str]] = None) -> None:
             download=args.download,
             download_dir=str(Path(args.download_dir).absolute()),
         )
-    if args.corpus == "user" and not args.user_noisy_dir:
+    if args.corpus == "user" and not args.user_noisy_dir:  # the recipe personalizes its targets from recordings
         raise ValueError("--corpus user needs --user_noisy_dir (a folder of the user's noisy recordings)")
-    if (args.user_clean_dir or args.user_test_dir) and not args.user_noisy_dir:
-        raise ValueError(
-            "--user_clean_dir/--user_test_dir need --user_noisy_dir (the user's noisy recordings)"
-        )
-    if args.user_noisy_dir and args.user_segment_seconds < 2 * 4.0:
+    if args.user_test_dir and not (args.user_noisy_dir or args.user_clean_dir):
+        raise ValueError("--user_test_dir needs --user_noisy_dir or --user_clean_dir (the user's own speech)")
+    if (args.user_noisy_dir or args.user_clean_dir) and args.user_segment_seconds < 2 * 4.0:
         raise ValueError(
             "--user_segment_seconds must be at least 8 s (segments are at least half of it, >= 4 s)"
         )
     out = Path(args.out)
     prepare_corpus(out, corpus, layout, corpus_cfg, nj=args.nj)
-    if args.user_noisy_dir:
+    if args.user_noisy_dir or args.user_clean_dir:
         user = UserConfig(
             name=args.user_name,
-            noisy_dir=str(Path(args.user_noisy_dir).absolute()),
+            noisy_dir=str(Path(args.user_noisy_dir).absolute()) if args.user_noisy_dir else "",
             clean_dir=str(Path(args.user_clean_dir).absolute()) if args.user_clean_dir else "",
             test_dir=str(Path(args.user_test_dir).absolute()) if args.user_test_dir else "",
             segment_seconds=args.user_segment_seconds,

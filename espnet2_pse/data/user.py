@@ -4,13 +4,18 @@ Input folders hold .wav/.flac files at any rate, mono or multichannel (downmixed
 than ``segment_seconds`` are cut into equal segments no longer than that (each at least half of
 it); files shorter than ``min_seconds`` are rejected like any bad file.
 
-  noisy_dir (required)   -> speakers/<user>/pretrain (the recordings themselves, premixed: true)
+  noisy_dir              -> speakers/<user>/pretrain (the recordings themselves, premixed: true)
                             and preval (held-out segments + inject_val noise at U(-5, 5) dB;
                             the reference is the recording itself, the user's s~)
-  clean_dir (optional)   -> fsl_train (clean) and fsl_val (mixtures with inject_val)
+  clean_dir              -> fsl_train (clean) and fsl_val (mixtures with inject_val; with less
+                            than CLEAN_HOLDOUT_MIN_SECONDS of clean speech nothing is held out
+                            and fsl_val mixes the training speech itself)
   test_dir (optional)    -> test, from noisy/ and clean/ subfolders with matching file names
+At least one of noisy_dir and clean_dir is needed. Without noisy_dir (a user who only has some
+clean speech) the user is not added to roles.yaml's targets: the SSL stages need recordings.
 The noise banks are the corpus's (the data root must be prepared first); the user is added to
-roles.yaml's target list, so the SSL stages run on them unchanged, and to its 'user' list.
+roles.yaml's target list (with noisy_dir), so the SSL stages run on them unchanged, and to its
+'user' list.
 
 The three folders make three parts of the build, each with its own marker
 (``speakers/<user>/.{noisy,clean,test}.done``, the settings the part was made with), so a
@@ -45,6 +50,9 @@ from espnet2_pse.data.runtime import derive_rng, parallel_map
 from espnet2_pse.data.splits import split_by_duration
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Less clean speech than this is all trained on: holding a third of a few seconds out would
+# leave too little to learn the voice from, and too little to validate on anyway.
+CLEAN_HOLDOUT_MIN_SECONDS = 30.0
 
 
 @dataclass
@@ -52,7 +60,7 @@ class UserConfig:
     """Where the user's recordings are and how to cut and split them (seconds, counts, dB)."""
 
     name: str
-    noisy_dir: str
+    noisy_dir: str = ""
     clean_dir: str = ""
     test_dir: str = ""
     segment_seconds: float = 8.0
@@ -93,7 +101,7 @@ def _segment_job(job) -> Tuple[List[Item], Optional[Tuple[str, str]]]:
 
 
 def _segments(
-    folder: str, out_dir: Path, cfg: UserConfig, nj: int, rejections: Rejections, what: str
+    folder: str, out_dir: Path, cfg: UserConfig, nj: int, rejections: Rejections, what: str, least: int
 ) -> List[Item]:
     folder = Path(folder).absolute()
     jobs, seen = [], {}
@@ -109,10 +117,11 @@ def _segments(
         if rejected:
             rejections.add(*rejected)
         items.extend(segs)
-    if len(items) < 2:
+    if len(items) < least:
         raise ValueError(
-            f"{folder}: {len(items)} usable segment(s) of {what} recordings; need at least 2 "
-            f"(about {2 * cfg.min_seconds:g} s or more); see the rejected files listed above"
+            f"{folder}: {len(items)} usable segment(s) of {what} recordings; need at least {least} "
+            f"(about {least * cfg.min_seconds:g} s or more, files of at least {cfg.min_seconds:g} s); "
+            "see the rejected files listed above"
         )
     return sorted(items, key=lambda i: i.key)
 
@@ -290,7 +299,7 @@ def _mixtures(
 def _build_noisy(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: List[Item]) -> Rejections:
     """pretrain (the recordings' segments, premixed) and preval (held-out segments + noise)."""
     rejections = Rejections()
-    noisy = _segments(cfg.noisy_dir, audio / "noisy", cfg, nj, rejections, "noisy")
+    noisy = _segments(cfg.noisy_dir, audio / "noisy", cfg, nj, rejections, "noisy", least=2)
     total = sum(i.seconds for i in noisy)
     splits = split_by_duration(
         {i.key: i.seconds for i in noisy},
@@ -306,21 +315,28 @@ def _build_noisy(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: 
 
 
 def _build_clean(base: Path, audio: Path, cfg: UserConfig, nj: int, inject_val: List[Item]) -> Rejections:
-    """fsl_train (clean segments) and fsl_val (held-out clean segments + noise)."""
+    """fsl_train (clean segments) and fsl_val (held-out clean segments + noise; below
+    CLEAN_HOLDOUT_MIN_SECONDS of clean speech, the training segments + noise)."""
     rejections = Rejections()
-    clean = _segments(cfg.clean_dir, audio / "clean", cfg, nj, rejections, "clean")
+    clean = _segments(cfg.clean_dir, audio / "clean", cfg, nj, rejections, "clean", least=1)
     total = sum(i.seconds for i in clean)
-    csplit = split_by_duration(
-        {i.key: i.seconds for i in clean},
-        [("val", min(cfg.fsl_val_seconds, total / 3))],
-        rest="train",
-        who=f"user {cfg.name} clean recordings",
-    )
-    tr = speaker_items(clean, csplit["train"])
+    if total < CLEAN_HOLDOUT_MIN_SECONDS:
+        logging.warning(
+            "user %s: %.1f s of clean speech (< %g s): all of it is trained on; fsl_val mixes that same "
+            "speech, so its loss cannot show overfitting", cfg.name, total, CLEAN_HOLDOUT_MIN_SECONDS)
+        tr = val = clean
+    else:
+        csplit = split_by_duration(
+            {i.key: i.seconds for i in clean},
+            [("val", min(cfg.fsl_val_seconds, total / 3))],
+            rest="train",
+            who=f"user {cfg.name} clean recordings",
+        )
+        tr, val = speaker_items(clean, csplit["train"]), speaker_items(clean, csplit["val"])
     write_data_dir(
         base / "fsl_train", {i.key: i.path for i in tr}, {i.key: cfg.name for i in tr}, spk1="same"
     )
-    _mixtures(base, audio, cfg, inject_val, "fsl_val", speaker_items(clean, csplit["val"]))
+    _mixtures(base, audio, cfg, inject_val, "fsl_val", val)
     return rejections
 
 
@@ -344,10 +360,13 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
     as it is (its files are not rewritten); a clean or test part whose folder or settings changed
     is rebuilt alone, and removed when its folder is no longer given; an unfinished part is
     cleared and rebuilt. A finished noisy part is never rebuilt with other settings (the zero-shot
-    model is trained on it): that is a ValueError. ``.done`` (the whole config) is written last.
+    model is trained on it): that is a ValueError. Without a noisy_dir the clean part is the one
+    the others depend on. ``.done`` (the whole config) is written last.
     """
     if not _NAME.match(cfg.name):
         raise ValueError(f"user name {cfg.name!r}: use letters, digits, '_', '-' or '.'")
+    if not cfg.noisy_dir and not cfg.clean_dir:
+        raise ValueError(f"user {cfg.name}: give noisy recordings, clean speech or both")
     roles_path = out / "roles.yaml"
     if not (out / ".done").is_file() or not roles_path.is_file():
         raise FileNotFoundError(f"{out}: prepare the corpus (noise banks) before adding a user")
@@ -363,8 +382,9 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
             "its noisy part (pretrain, preval) is what the zero-shot model learns from, so it is not "
             "rebuilt: remove it or pick another --user_name"
         )
-    # Without a finished noisy part nothing else can be trusted: the build starts over.
-    fresh = not _is_current(base, NOISY, _settings(NOISY, full))
+    # Without a finished first part (noisy, else clean) nothing else can be trusted: the build starts over.
+    first = NOISY if cfg.noisy_dir else CLEAN
+    fresh = not _is_current(base, first, _settings(first, full))
     plan = {}
     for part in PARTS:
         wanted = bool(full[part.switch])
@@ -419,15 +439,15 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
         {
             "speaker": cfg.name,
             "source": "user",
-            "premixed": True,
+            "premixed": bool(cfg.noisy_dir),  # its pretrain holds the noisy recordings
             "has_clean": bool(cfg.clean_dir),
             "has_test": bool(cfg.test_dir),
-            "noisy_dir": str(Path(cfg.noisy_dir).absolute()),
-            "pretrain_seconds": round(read_data_dir(base / "pretrain").total_seconds(), 3),
+            "noisy_dir": str(Path(cfg.noisy_dir).absolute()) if cfg.noisy_dir else "",
+            "pretrain_seconds": round(read_data_dir(base / "pretrain").total_seconds(), 3) if cfg.noisy_dir else 0.0,
             "rejected_files": len(rejected),
         },
     )
-    if cfg.name not in roles["target"]:
+    if cfg.noisy_dir and cfg.name not in roles["target"]:
         roles["target"] = list(roles["target"]) + [cfg.name]
     # 'user' lists the targets that are real people, for recipes that personalize only for them.
     if cfg.name not in roles.get("user", []):

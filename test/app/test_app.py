@@ -174,6 +174,25 @@ def test_pse_app_refuses_bad_personalize_args(capsys):
 
 
 
+def test_personalize_job_from_clean_speech_alone(tmp_path):
+    """Clean speech without everyday recordings: the job fine-tunes the shipped generalist on it
+    (no zero-shot step); with neither, it asks for recordings."""
+    from espnet2_pse.app.jobs import PersonalizeJob
+    from espnet2_pse.app.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "app")
+    job = PersonalizeJob(workspace, {"data_opts": TINY_DATA_OPTS, "chunk_seconds": 0.5, "segments_per_epoch": 2,
+                                     "fsl_max_epoch": 1})
+    with pytest.raises(ValueError, match="upload some recordings of your voice first"):
+        job.start({})
+    sf.write(str(workspace.recordings_dir("clean") / "me.wav"), noisy_clip(6.0, 3), 16000, subtype="PCM_16")
+    job.start({})
+    job._thread.join(600)
+    assert job.status()["state"] == "done", job.status()
+    assert espnet2_pse.load(job.model_path)(noisy_clip(2.0, 4), 16000).shape == (32000,)
+    assert (job.work / "exp/fsl/.done").is_file() and not (job.work / "exp/zsl").exists()
+
+
 # --- the page in Chromium ------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ def make_user_folders(base):
     sf.write(str(noisy / "nan.wav"), bad, 16000, subtype="FLOAT")
     sf.write(str(noisy / "clipped.wav"), np.sign(np.sin(np.arange(16000 * 5) / 9.0)), 16000, subtype="FLOAT")
     (noisy / "notes.txt").write_text("not audio")
-    write_audio(base / "clean" / "me.wav", 12.0, sr=22050, seed=5)  # -> 2 segments of 6 s
+    write_audio(base / "clean" / "me.wav", 12.0, sr=22050, seed=5)  # -> 2 segments of 6 s, none held out
     write_audio(base / "test" / "noisy" / "t1.wav", 5.0, seed=6)
     write_audio(base / "test" / "clean" / "t1.flac", 5.0, seed=7, fmt="FLAC")
     write_audio(base / "test" / "noisy" / "t2.wav", 5.0, seed=8)  # no clean partner
@@ -38,11 +38,12 @@ def make_user_folders(base):
 
 
 def run_user(root, base, name="alice", extra=(), folders=("noisy", "clean", "test")):
-    """prepare_data with the user's folders named in ``folders`` (subfolders of ``base``)."""
-    args = ["--user_name", name]
+    """prepare_data with the user's folders named in ``folders`` (subfolders of ``base``); without
+    noisy recordings on the corpus itself (``--corpus user`` is the recipe's, which needs them)."""
+    args = ["--user_name", name] + (["--corpus", "user"] if "noisy" in folders else [])
     for folder in folders:
         args += [f"--user_{folder}_dir", str(base / folder)]
-    main(["--out", str(root), "--corpus", "user"] + TINY_ARGS + args + list(extra))
+    main(["--out", str(root)] + TINY_ARGS + args + list(extra))
 
 
 def snapshot(*folders):
@@ -79,7 +80,7 @@ def test_user_dirs_from_mixed_formats(corpus_copy, tmp_path):
     assert len(pre.keys) >= 4 and pre.wav == pre.spk1
     assert all(4.0 <= d <= 8.0 for d in pre.utt2dur.values())
     fsl = read_data_dir(spk / "fsl_train", check_audio=True)
-    assert fsl.total_seconds() == pytest.approx(6.0, abs=0.01)
+    assert fsl.total_seconds() == pytest.approx(12.0, abs=0.01)  # under 30 s: all of it trains
     read_data_dir(spk / "fsl_val", check_audio=True)
     test = read_data_dir(spk / "test", check_audio=True)
     assert test.keys == ["alice-test-t1"]
@@ -155,6 +156,44 @@ def test_user_corpus_needs_noisy_dir(corpus_copy):
         main(["--out", str(corpus_copy), "--corpus", "user"] + TINY_ARGS)
 
 
+def test_user_with_clean_speech_only(corpus_copy, tmp_path, caplog):
+    """Without noisy recordings the clean part stands alone: all of a short clean folder trains
+    (fsl_val mixes that same speech), the user is no SSL target, and noisy recordings given later
+    rebuild the user from scratch."""
+    base = make_user_folders(tmp_path / "alice")
+    spk = corpus_copy / "speakers" / "alice"
+    with caplog.at_level(logging.WARNING):
+        run_user(corpus_copy, base, folders=("clean",))
+    assert "12.0 s of clean speech (< 30 s): all of it is trained on" in caplog.text
+    fsl = read_data_dir(spk / "fsl_train", check_audio=True)
+    assert fsl.keys == ["alice-me-000", "alice-me-001"] and fsl.total_seconds() == pytest.approx(12.0, abs=0.01)
+    val = read_data_dir(spk / "fsl_val", check_audio=True)
+    sources = {v.split()[0].split("=")[1].split("@")[0] for v in val.tables["utt2source"].values()}
+    assert sources <= set(fsl.keys) and not (spk / "pretrain").exists()
+    meta = yaml.safe_load((spk / "meta.yaml").read_text())
+    assert meta["premixed"] is False and meta["noisy_dir"] == "" and meta["pretrain_seconds"] == 0.0
+    roles = yaml.safe_load((corpus_copy / "roles.yaml").read_text())
+    assert "alice" not in roles["target"] and roles["user"] == ["alice"]
+
+    run_user(corpus_copy, base, folders=("noisy", "clean"))
+    assert read_data_dir(spk / "pretrain", check_audio=True).keys
+    assert "alice" in yaml.safe_load((corpus_copy / "roles.yaml").read_text())["target"]
+    # ... and they cannot silently go again: the noisy part is what zero-shot learnt from.
+    with pytest.raises(ValueError, match="was prepared with other settings"):
+        run_user(corpus_copy, base, folders=("clean",))
+
+
+def test_user_clean_speech_of_30_s_or_more_keeps_a_held_out_part(corpus_copy, tmp_path):
+    for i in range(5):
+        write_audio(tmp_path / "bob" / "clean" / f"read{i}.wav", 8.0, seed=10 + i)
+    run_user(corpus_copy, tmp_path / "bob", name="bob", folders=("clean",))
+    spk = corpus_copy / "speakers" / "bob"
+    train = read_data_dir(spk / "fsl_train")
+    val = read_data_dir(spk / "fsl_val")
+    sources = {v.split()[0].split("=")[1].split("@")[0] for v in val.tables["utt2source"].values()}
+    assert sources and not sources & set(train.keys) and train.total_seconds() < 40.0
+
+
 def test_user_clean_dir_added_later_keeps_the_noisy_part(corpus_copy, tmp_path, caplog):
     base = make_user_folders(tmp_path / "alice")
     spk, audio = corpus_copy / "speakers" / "alice", corpus_copy / "audio" / "user" / "alice"
@@ -168,7 +207,7 @@ def test_user_clean_dir_added_later_keeps_the_noisy_part(corpus_copy, tmp_path, 
 
     run_user(corpus_copy, base, folders=("noisy", "clean"))  # then few-shot on the same root
     assert snapshot(*noisy_part) == before and (spk / ".noisy.done").read_bytes() == marker
-    assert read_data_dir(spk / "fsl_train", check_audio=True).total_seconds() == pytest.approx(6.0, abs=0.01)
+    assert read_data_dir(spk / "fsl_train", check_audio=True).total_seconds() == pytest.approx(12.0, abs=0.01)
     read_data_dir(spk / "fsl_val", check_audio=True)
     meta = yaml.safe_load((spk / "meta.yaml").read_text())
     assert meta["has_clean"] is True and meta["has_test"] is False

@@ -312,6 +312,62 @@ def test_speaker_conditioned_base_gets_the_users_voice_folded_in(personalized, t
     assert not any(".film." in key for key in trained)
 
 
+def test_clean_speech_alone_fine_tunes_the_base(personalized, tmp_path):
+    """Without noisy recordings (the Python API with noisy_dir None) the zero-shot step is
+    skipped: the few-shot step trains on all of the 10 s of clean speech (nothing is held out
+    under 30 s), straight from the base, for as many epochs as make 24 batches a second of it,
+    and the progress reports data, fsl, pack and done."""
+    from espnet2_pse import api
+
+    events, work = [], tmp_path / "work"
+    enhancer = api.personalize(
+        None, tmp_path / "dave.zip", clean_dir=personalized / "clean", progress=events.append, quiet=True,
+        base=personalized / "me.zip", user_name="dave", work_dir=work, data_root=personalized / "me_work/data",
+        data_opts=TINY_DATA_OPTS, chunk_seconds=0.5, segments_per_epoch=20, fsl_lr=1e-3)
+    assert [e["step"] for e in events if "epoch" not in e] == ["data", "fsl", "pack", "done"]
+    # 10 s: 240 batches; an epoch cuts 20 segments of 5 s into 19 crops of 0.5 s each: 47 batches
+    assert [(e["epoch"], e["max_epoch"]) for e in events if "epoch" in e] == [(k, 5) for k in range(1, 6)]
+    assert not (work / "exp/zsl").exists()
+    fsl = yaml.safe_load((work / "exp/fsl/config.yaml").read_text())
+    assert fsl["init_param"][0].startswith(str(work / "base/exp/fsl/"))  # the base's weights
+    train_dir = personalized / "me_work/data/speakers/dave/fsl_train"
+    assert fsl["train_data_path_and_name_and_type"][0][0] == str(train_dir / "spk1.scp")
+    assert len((train_dir / "spk1.scp").read_text().splitlines()) == 2  # both clean files
+    with zipfile.ZipFile(tmp_path / "dave.zip") as z:
+        summary = yaml.safe_load(z.read("exp/fsl/personalize.yaml"))
+    assert summary["zero_shot"] is False and summary["few_shot"] is True and "teacher_weight" not in summary
+    gain = mean_improvement(lambda x: enhancer(x, 16000), held_out_mixtures(personalized / "me_work/data"))
+    assert gain > 3.0
+
+
+@pytest.mark.parametrize("durations, epochs", [
+    ([5.0], 4),  # 24 batches a second: 120, in epochs of 60 segments x 4 crops of 2 s / 8 = 30
+    ([2.0, 2.5], 15),  # 108 batches, in epochs of 60 x 1 crop / 8 = 7
+    ([8.0] * 8, 8),  # 1536 batches capped at 400, in epochs of 60 x 7 crops / 8 = 52
+])
+def test_clean_only_training_length_follows_the_clean_seconds(tmp_path, durations, epochs):
+    from espnet2_pse.bin.personalize_config import clean_only_epochs
+    from espnet2_pse.data.kaldi_dir import DataDir
+
+    fsl_train = DataDir(tmp_path, {"utt2dur": {f"u{i}": str(d) for i, d in enumerate(durations)}})
+    args = personalize.get_parser().parse_args(["--clean_dir", ".", "--out", "me.zip"])
+    personalize.check_args(args)
+    assert args.fsl_max_epoch is None  # set once the clean speech is prepared
+    assert clean_only_epochs(fsl_train, args) == epochs
+    args = personalize.get_parser().parse_args(["--clean_dir", ".", "--noisy_dir", ".", "--out", "me.zip"])
+    personalize.check_args(args)
+    assert args.fsl_max_epoch == personalize.DEFAULT_FSL_EPOCHS  # after zero-shot: fixed
+
+
+@pytest.mark.parametrize("options, message", [
+    ([], "give --noisy_dir .*, --clean_dir .* or both"),
+    (["--clean_dir", ".", "--base", "none"], "--clean_dir alone fine-tunes a --base model"),
+])
+def test_nothing_to_learn_from_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        personalize.check_args(personalize.get_parser().parse_args(["--out", "me.zip", *options]))
+
+
 def test_same_inputs_seed_and_threads_give_the_same_model(personalized, tmp_path):
     """The default budget is counted in epochs, so two runs on the same recordings with the same
     seed and thread count write identical weights, however long each took."""
