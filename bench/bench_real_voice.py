@@ -329,8 +329,9 @@ def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, 
                  for system, folder in zip(CLEAN_ONLY, (user / "clean", five))]
     else:
         steps = [("zero-shot", noisy + curve_options(args.curve_epochs))]
-    if not args.zero_shot_only and not args.clean_only:
-        steps.append(("few-shot", noisy + ["--clean_dir", str(user / "clean")] + curve_options(args.fsl_curve_epochs)))
+        if not args.zero_shot_only:
+            few_shot = ["--clean_dir", str(user / "clean")] + curve_options(args.fsl_curve_epochs)
+            steps.append(("few-shot", noisy + few_shot))
     for system, more in steps:
         model = vdir / f"{system}{tag}.zip"
         if system not in times:

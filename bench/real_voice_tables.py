@@ -52,8 +52,10 @@ def print_table(results: Dict[str, dict], condition: str, order: Sequence[str]) 
             for voice in voices))
     print("DNSMOS / pDNSMOS: OVRL of DNSMOS P.835 and of the personalized model; SpkSim: GE2E cosine to the clean "
           "reference; d*: difference to DeepFilterNet3 on the same files; 'few-shot' wall time is the second "
-          "personalize run, which reuses the zero-shot model; static/refined <enrollment>: the conditioned model "
-          "with the user's first 5 s of clean speech (clean5), 1.5 s of it (short) or 5 s of noisy recordings (noisy); "
+          "personalize run, which reuses the zero-shot model; clean-only / clean-only-5s: personalize on the "
+          "clean speech alone (no noisy recordings) and on its first 5 s; static/refined <enrollment>: the "
+          "conditioned model with the user's first 5 s of clean speech (clean5), 1.5 s of it (short) or 5 s of "
+          "noisy recordings (noisy); "
           "static oracle: each file with the embedding of its own clean reference (the ceiling of any refinement); "
           "reference: the clean reference itself, on the metrics that do not compare with it.")
 
