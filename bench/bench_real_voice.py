@@ -60,7 +60,6 @@ import multiprocessing
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,21 +67,19 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import soundfile as sf
 import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DeepFilterNet3, noisereduce_enhance  # noqa: E402
-from real_voice_scoring import (CLEAN_ONLY, CONDITIONED, CONDITIONS, ENROLLMENTS, FS, PERSONAL, SYSTEMS,  # noqa: E402
+from real_voice_scoring import (CLEAN_ONLY, CONDITIONED, CONDITIONS, FS, PERSONAL, SYSTEMS,  # noqa: E402
                                 curve_rows, output_folder, score_voice, snapshots)
 from real_voice_tables import print_curve, print_load_comparison, print_table  # noqa: E402
+from real_voice_user import (background_voices, clean_enrollment_folder, write_enrollments,  # noqa: E402
+                             write_user_folders)
 
-from espnet2_pse.data.debian_real import target_voice_ids  # noqa: E402
 from espnet2_pse.data.kaldi_dir import read_data_dir  # noqa: E402
-from espnet2_pse.data.mixing import mix_at_snr  # noqa: E402
-from espnet2_pse.data.runtime import derive_rng  # noqa: E402
 
 # The shipped conditioned generalist (issue 21), the default --conditioned.
 SHIPPED_CONDITIONED = Path(__file__).resolve().parents[1] / "espnet2_pse" / "pretrained" / "conditioned_stft.zip"
@@ -156,55 +153,6 @@ def ensure_corpus(root: Path, log: Path) -> None:
              "--interferer_test", "true"], log)
 
 
-def background_voices(root: Path, voice: str, roles: dict) -> List[str]:
-    """Wav paths of the background talkers of a voice's own recordings: the pretrain speech of
-    the corpus's target voices of other families (never the benchmark's interferers)."""
-    family = dict(target_voice_ids())
-    others = [v for v in roles["target"] if v in family and family[v].prefix != family[voice].prefix]
-    paths = [p for v in others for p in read_data_dir(root / "speakers" / v / "pretrain").wav.values()]
-    if not paths:
-        sys.exit(f"bench: --own_talkers needs target voices of another family than {voice} in {root}")
-    return paths
-
-
-def write_user_folders(root: Path, voice: str, out: Path, args, talkers: List[str]) -> None:
-    """The voice's own noisy recordings (premix_test background; with ``talkers`` a share
-    ``--own_talkers`` of them also hold one of those voices) and its few clean seconds."""
-    if (out / ".done").is_file():
-        return
-    rng = derive_rng(args.seed, "bench_real_voice", voice)
-    talker_rng = derive_rng(args.seed, "bench_real_voice", voice, "talkers")
-    premix = read_data_dir(root / "noise" / "premix_test")
-    pretrain = read_data_dir(root / "speakers" / voice / "pretrain")
-    total = 0.0
-    for key in pretrain.keys:
-        if total >= args.noisy_minutes * 60:
-            break
-        s, _ = sf.read(pretrain.wav[key], dtype="float64")
-        n, _ = sf.read(premix.wav[premix.keys[rng.integers(len(premix.keys))]], dtype="float64")
-        n = np.resize(np.roll(n, -int(rng.integers(len(n)))), len(s))
-        x = mix_at_snr(torch.from_numpy(s), torch.from_numpy(n), float(rng.uniform(0.0, 15.0))).numpy()
-        if talkers and talker_rng.uniform() < args.own_talkers:
-            t, _ = sf.read(talkers[talker_rng.integers(len(talkers))], dtype="float64")
-            t = np.resize(np.roll(t, -int(talker_rng.integers(len(t)))), len(s))
-            x = x + (mix_at_snr(torch.from_numpy(s), torch.from_numpy(t), float(talker_rng.uniform(5.0, 20.0)))
-                     .numpy() - s)
-        x = x * min(1.0, 0.99 / np.abs(x).max())
-        (out / "noisy").mkdir(parents=True, exist_ok=True)
-        sf.write(str(out / "noisy" / f"{key}.wav"), x, FS, subtype="PCM_16")
-        total += len(s) / FS
-    clean = read_data_dir(root / "speakers" / voice / "fsl_train")
-    total = 0.0
-    for key in clean.keys:
-        if total >= args.clean_seconds:
-            break
-        s, _ = sf.read(clean.wav[key], dtype="float32")
-        (out / "clean").mkdir(parents=True, exist_ok=True)
-        sf.write(str(out / "clean" / f"{key}.wav"), s, FS, subtype="PCM_16")
-        total += len(s) / FS
-    (out / ".done").write_text("")
-
-
 def model_stamp(model: str, options: Sequence[str]) -> str:
     """What an output folder was made with: the model reference, a digest of its files and the
     enhance options, so that a changed model (a new shipped generalist, a personal model trained
@@ -228,28 +176,6 @@ def enhance_dir(model: str, test_dir: Path, out: Path, log: Path, options: Seque
     run([sys.executable, "-m", "espnet2_pse.bin.enhance", "--model", model, str(test_dir / "wav.scp"),
          "--out_dir", str(out), "--quiet", *options], log)
     done.write_text(stamp)
-
-
-def write_enrollments(user: Path) -> Dict[str, Path]:
-    """The conditioned model's enrollment clips (:data:`ENROLLMENTS`): the first seconds of the
-    user's clean or noisy files in name order, joined; written once."""
-    paths = {}
-    for name, (folder, seconds) in ENROLLMENTS.items():
-        paths[name] = user / "enroll" / f"{name}.wav"
-        if paths[name].is_file():
-            continue
-        need, pieces = int(seconds * FS), []
-        for path in sorted((user / folder).glob("*.wav")):
-            pieces.append(sf.read(str(path), dtype="float32")[0][: need - sum(map(len, pieces))])
-            if sum(map(len, pieces)) == need:
-                break
-        if not pieces or sum(map(len, pieces)) < need:
-            sys.exit(f"bench: {user / folder} holds less than the {seconds:g} s of the '{name}' enrollment")
-        paths[name].parent.mkdir(exist_ok=True)
-        tmp = paths[name].with_suffix(".tmp.wav")
-        sf.write(str(tmp), np.concatenate(pieces), FS, subtype="PCM_16")
-        tmp.replace(paths[name])
-    return paths
 
 
 def oracle_outputs(model: str, test_dir: Path, out: Path) -> None:
@@ -321,12 +247,8 @@ def personalize_and_enhance(root: Path, voice: str, vdir: Path, args, tag: str, 
     name = ["--user_name", f"user_{voice}"]
     noisy = ["--noisy_dir", str(user / "noisy"), "--work_dir", str(vdir / f"work{tag}")]
     if args.clean_only:  # each in its own work dir: a user's data without noisy recordings
-        five = user / "clean5"
-        if not (five / "clean5.wav").is_file():
-            five.mkdir(exist_ok=True)
-            shutil.copyfile(write_enrollments(user)["clean5"], five / "clean5.wav")
         steps = [(system, ["--clean_dir", str(folder), "--work_dir", str(vdir / f"work{tag}_{system}")])
-                 for system, folder in zip(CLEAN_ONLY, (user / "clean", five))]
+                 for system, folder in zip(CLEAN_ONLY, (user / "clean", clean_enrollment_folder(user)))]
     else:
         steps = [("zero-shot", noisy + curve_options(args.curve_epochs))]
         if not args.zero_shot_only:

@@ -48,6 +48,9 @@ from espnet2_pse.data.layout import write_yaml
 from espnet2_pse.data.mixing import snr_db
 from espnet2_pse.data.runtime import derive_rng, parallel_map
 from espnet2_pse.data.splits import split_by_duration
+from espnet2_pse.data.user_parts import (CLEAN, NOISY, PARTS, TEST, clear_part, differences, has_files,
+                                         is_current, marker, read_rejections, read_yaml, rejected_path,
+                                         settings_of, write_rejections)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Less clean speech than this is all trained on: holding a third of a few seconds out would
@@ -173,111 +176,6 @@ def _noise_items(out: Path, bank: str) -> List[Item]:
     return [Item(k, d.wav[k], d.utt2dur[k], fam.get(k, "")) for k in d.keys]
 
 
-@dataclass(frozen=True)
-class _Part:
-    """One piece of a user's build, made, kept and removed independently of the others.
-
-    ``switch`` is the UserConfig folder that turns it on; ``settings`` the UserConfig fields it
-    depends on (what its marker ``speakers/<user>/.<name>.done`` holds); ``data_dirs`` live
-    under ``speakers/<user>`` and ``audio_dirs`` under ``audio/user/<user>``.
-    """
-
-    name: str
-    switch: str
-    settings: Tuple[str, ...]
-    data_dirs: Tuple[str, ...]
-    audio_dirs: Tuple[str, ...]
-
-
-# The cutting and mixing settings that both recording parts use.
-_SHARED = ("name", "segment_seconds", "min_seconds", "val_mixtures", "mixture_seconds", "inject_snr", "seed")
-NOISY = _Part(
-    "noisy",
-    "noisy_dir",
-    ("noisy_dir", "preval_seconds") + _SHARED,
-    data_dirs=("pretrain", "preval"),
-    audio_dirs=("noisy", "mix/preval"),
-)
-CLEAN = _Part(
-    "clean",
-    "clean_dir",
-    ("clean_dir", "fsl_val_seconds") + _SHARED,
-    data_dirs=("fsl_train", "fsl_val"),
-    audio_dirs=("clean", "mix/fsl_val"),
-)
-TEST = _Part("test", "test_dir", ("name", "test_dir", "min_seconds"), ("test",), ("test",))
-PARTS = (NOISY, CLEAN, TEST)
-
-
-def _settings(part: _Part, full: dict) -> dict:
-    """The part's own settings out of a whole UserConfig dict, in the config's field order."""
-    return {k: v for k, v in full.items() if k in part.settings}
-
-
-def _marker(base: Path, part: _Part) -> Path:
-    return base / f".{part.name}.done"
-
-
-def _rejected_path(base: Path, part: _Part) -> Path:
-    # Each part keeps its own rejections so that rejected.txt can be rebuilt from kept parts.
-    return base / f".{part.name}.rejected.txt"
-
-
-def _read_yaml(path: Path) -> Optional[dict]:
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
-def _read_rejections(path: Path) -> List[Tuple[str, str]]:
-    if not path.is_file():
-        return []
-    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _write_rejections(path: Path, items: List[Tuple[str, str]]) -> None:
-    rej = Rejections()
-    rej.items = list(items)  # already logged when they were found
-    rej.write(path)
-
-
-def _differences(old: dict, new: dict) -> str:
-    """'key: old -> new' for every setting that differs, for error messages."""
-
-    def shown(d: dict, k: str) -> str:
-        return repr(d[k]) if k in d else "(unset)"
-
-    keys = list(new) + [k for k in old if k not in new]
-    return ", ".join(f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys if old.get(k) != new.get(k))
-
-
-def _is_current(base: Path, part: _Part, settings: dict) -> bool:
-    return _read_yaml(_marker(base, part)) == settings and all(
-        (base / d / "wav.scp").is_file() for d in part.data_dirs
-    )
-
-
-def _has_files(base: Path, audio: Path, part: _Part) -> bool:
-    return (
-        _marker(base, part).exists()
-        or any((base / d).exists() for d in part.data_dirs)
-        or any((audio / d).exists() for d in part.audio_dirs)
-    )
-
-
-def _clear_part(base: Path, audio: Path, part: _Part) -> None:
-    """Remove a part: its marker first, so that a crash midway leaves it unfinished, not done."""
-    _marker(base, part).unlink(missing_ok=True)
-    _rejected_path(base, part).unlink(missing_ok=True)
-    for d in part.data_dirs:
-        shutil.rmtree(base / d, ignore_errors=True)
-        # write_data_dir's temporary and replaced copies, left behind by a killed run.
-        for stray in list(base.glob(f".{d}.tmp*")) + list(base.glob(f".{d}.old*")):
-            shutil.rmtree(stray, ignore_errors=True)
-    for d in part.audio_dirs:
-        shutil.rmtree(audio / d, ignore_errors=True)
-
-
 def _mixtures(
     base: Path, audio: Path, cfg: UserConfig, inject_val: List[Item], name: str, items: List[Item]
 ) -> None:
@@ -375,32 +273,32 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
     audio = out / "audio" / "user" / cfg.name
     done = base / ".done"
     full = cfg.to_dict()
-    old_noisy = _read_yaml(_marker(base, NOISY))
-    if old_noisy is not None and old_noisy != _settings(NOISY, full):
+    old_noisy = read_yaml(marker(base, NOISY))
+    if old_noisy is not None and old_noisy != settings_of(NOISY, full):
         raise ValueError(
-            f"{base} was prepared with other settings ({_differences(old_noisy, _settings(NOISY, full))}); "
+            f"{base} was prepared with other settings ({differences(old_noisy, settings_of(NOISY, full))}); "
             "its noisy part (pretrain, preval) is what the zero-shot model learns from, so it is not "
             "rebuilt: remove it or pick another --user_name"
         )
     # Without a finished first part (noisy, else clean) nothing else can be trusted: the build starts over.
     first = NOISY if cfg.noisy_dir else CLEAN
-    fresh = not _is_current(base, first, _settings(first, full))
+    fresh = not is_current(base, first, settings_of(first, full))
     plan = {}
     for part in PARTS:
         wanted = bool(full[part.switch])
         if fresh:
             plan[part.name] = "build" if wanted else "absent"
         elif wanted:
-            plan[part.name] = "keep" if _is_current(base, part, _settings(part, full)) else "build"
+            plan[part.name] = "keep" if is_current(base, part, settings_of(part, full)) else "build"
         else:
-            plan[part.name] = "remove" if _has_files(base, audio, part) else "absent"
-    if all(a in ("keep", "absent") for a in plan.values()) and _read_yaml(done) == full:
+            plan[part.name] = "remove" if has_files(base, audio, part) else "absent"
+    if all(a in ("keep", "absent") for a in plan.values()) and read_yaml(done) == full:
         logging.info("%s is complete; nothing to do", base)
         return False
 
     meta_path = base / "meta.yaml"
     is_user = old_noisy is not None or (
-        meta_path.is_file() and (_read_yaml(meta_path) or {}).get("source") == "user"
+        meta_path.is_file() and (read_yaml(meta_path) or {}).get("source") == "user"
     )
     if any(cfg.name in spks for spks in roles.values()) and not is_user:
         raise ValueError(f"user name {cfg.name} is already a corpus speaker; pick another --user_name")
@@ -416,24 +314,24 @@ def prepare_user(out: Path, cfg: UserConfig, nj: int = 1) -> bool:
         action = plan[part.name]
         if action == "remove":
             logging.info("user %s: removing the %s part (no %s given)", cfg.name, part.name, part.switch)
-            _clear_part(base, audio, part)
+            clear_part(base, audio, part)
         elif action == "build":
-            if _has_files(base, audio, part):
+            if has_files(base, audio, part):
                 logging.info(
                     "user %s: rebuilding the %s part (other settings or unfinished)", cfg.name, part.name
                 )
-                _clear_part(base, audio, part)
+                clear_part(base, audio, part)
             if inject_val is None:
                 inject_val = _noise_items(out, "inject_val")
             rejections = _BUILDERS[part.name](base, audio, cfg, nj, inject_val)
-            rejections.write(_rejected_path(base, part))
-            write_yaml(_marker(base, part), _settings(part, full))
+            rejections.write(rejected_path(base, part))
+            write_yaml(marker(base, part), settings_of(part, full))
 
     rejected: List[Tuple[str, str]] = []
     for part in PARTS:
         if full[part.switch]:
-            rejected.extend(_read_rejections(_rejected_path(base, part)))
-    _write_rejections(base / "rejected.txt", rejected)
+            rejected.extend(read_rejections(rejected_path(base, part)))
+    write_rejections(base / "rejected.txt", rejected)
     write_yaml(
         meta_path,
         {
