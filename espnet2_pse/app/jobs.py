@@ -54,11 +54,16 @@ class PersonalizeJob:
         self._status = {"state": "idle", "fraction": 0.0}
 
     def defaults(self) -> dict:
-        """The epochs a run gets when the page leaves them empty."""
+        """The epochs a run gets when the page leaves them empty (the fields' placeholders). With
+        clean speech alone there is no zero-shot step, and the few-shot length follows the
+        clean seconds (personalize's rule), so those say so instead of a number."""
         from espnet2_pse.bin.personalize import DEFAULT_FSL_EPOCHS, DEFAULT_ZSL_EPOCHS
 
-        return {"max_epoch": self.base_options.get("max_epoch", DEFAULT_ZSL_EPOCHS),
-                "fsl_max_epoch": self.base_options.get("fsl_max_epoch", DEFAULT_FSL_EPOCHS)}
+        clean_only = bool(self.workspace.recordings("clean")) and not self.workspace.recordings("noisy")
+        return {"max_epoch": "skipped: clean speech only" if clean_only
+                else self.base_options.get("max_epoch", DEFAULT_ZSL_EPOCHS),
+                "fsl_max_epoch": self.base_options.get(
+                    "fsl_max_epoch", "from the clean seconds" if clean_only else DEFAULT_FSL_EPOCHS)}
 
     def status(self) -> dict:
         with self._lock:

@@ -9,7 +9,12 @@ fsl_train,fsl_val,test}) it writes ``<dump_root>/<same path>/`` with:
   ``--min_seconds`` (the training crop: ESPnet's chunk iterator would drop them anyway);
 - ``speech_shape`` (key and number of samples): the shape file ESPnet's samplers read;
 - generalist/train also gets ``utt2spk_index`` (each utterance's speaker as an integer), so
-  that talker injection can avoid an example's own voice (pse.sh ``--generalist_talkers``).
+  that talker injection can avoid an example's own voice (pse.sh ``--generalist_talkers``);
+- with ``--speed_perturb F ...`` (pse.sh ``--generalist_speed_perturb``), generalist/train also
+  holds every utterance played F times as fast (Kaldi's speed perturbation, tempo and pitch
+  together) as the utterance ``sp<F>-<key>`` of a new voice ``sp<F>-<speaker>``: more voices for
+  the generalists, the speaker encoders and the enrollment embeddings of stage 3. The
+  perturbed audio goes to ``generalist/speed_perturbed/``.
 For each d in ``--fsl_durations`` it adds ``fsl_train_<d>s`` and ``fsl_val_<d>s``: the first
 d seconds of clean speech and of the few-shot validation mixtures (methods.md 1.5: both
 truncated to d seconds). Feature statistics are not collected: ESPnet's time-domain
@@ -29,10 +34,12 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
+import soundfile as sf
 import yaml
 
+from espnet2_pse.data.audio import load_audio, speed_perturb
 from espnet2_pse.data.kaldi_dir import read_data_dir, read_table, write_data_dir, write_speaker_index, write_table
 from espnet2_pse.data.splits import take_seconds
 from espnet2_pse.spk.eer import build_trials, write_espnet_trial_dir, write_trials
@@ -52,8 +59,9 @@ def data_dirs(data_root: Path) -> List[Path]:
     return [r for r in rels if (data_root / r).is_dir()]
 
 
-def format_dir(src: Path, dst: Path, min_seconds: Optional[float]) -> int:
-    """Copy ``src`` to ``dst`` (filtered when ``min_seconds``); returns the kept utterances."""
+def format_dir(src: Path, dst: Path, min_seconds: Optional[float], speed_factors: Sequence[float] = ()) -> int:
+    """Copy ``src`` to ``dst`` (filtered when ``min_seconds``; generalist/train also with
+    ``speed_factors``' perturbed copies); returns the utterances written."""
     data = read_data_dir(src, check_audio=True)
     keep = [k for k in data.keys if min_seconds is None or data.utt2dur[k] >= min_seconds]
     if not keep:
@@ -62,12 +70,46 @@ def format_dir(src: Path, dst: Path, min_seconds: Optional[float]) -> int:
     if dropped:
         logging.info("%s: dropped %d utterance(s) shorter than %s s", src, dropped, min_seconds)
     tables = {name: {k: v for k, v in t.items() if k in keep} for name, t in data.tables.items()}
+    generalist_train = dst.parent.name == "generalist" and dst.name == "train"
+    if generalist_train and speed_factors:
+        tables = with_speed_perturbed(tables, dst.parent / "speed_perturbed", speed_factors)
     extra = {n: t for n, t in tables.items() if n not in ("wav.scp", "spk1.scp", "utt2spk", "utt2dur")}
     write_data_dir(dst, tables["wav.scp"], tables["utt2spk"], tables.get("spk1.scp"), extra)
     write_shape(dst)
-    if dst.parent.name == "generalist" and dst.name == "train":
+    if generalist_train:
         write_speaker_index(dst)
-    return len(keep)
+    return len(tables["wav.scp"])
+
+
+def with_speed_perturbed(tables: Dict[str, Dict[str, str]], audio_dir: Path,
+                         factors: Sequence[float]) -> Dict[str, Dict[str, str]]:
+    """``tables`` plus, for each factor F, every utterance played F times as fast as the key
+    ``sp<F>-<key>`` of the speaker ``sp<F>-<speaker>``. Each audio file is perturbed once into
+    ``audio_dir/sp<F>/`` (a file already there is kept: a rerun after an interruption)."""
+    audio_tables = [name for name in ("wav.scp", "spk1.scp") if name in tables]
+    out = {name: dict(table) for name, table in tables.items()}
+    for factor in factors:
+        prefix = f"sp{factor:g}-"
+        written: Dict[str, str] = {}
+        for key in tables["wav.scp"]:
+            for name in audio_tables:
+                source = tables[name][key]
+                if source not in written:
+                    stem = prefix + key if name == "wav.scp" else f"{prefix}{key}_{Path(name).stem}"
+                    target = audio_dir / prefix[:-1] / f"{stem}.wav"
+                    if not target.is_file():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = target.with_name(f".{target.name}.tmp.wav")
+                        sf.write(tmp, speed_perturb(load_audio(source, SAMPLE_RATE), factor, SAMPLE_RATE),
+                                 SAMPLE_RATE, subtype="PCM_16")
+                        tmp.rename(target)
+                    written[source] = str(target.absolute())
+                out[name][prefix + key] = written[source]
+            out["utt2spk"][prefix + key] = prefix + tables["utt2spk"][key]
+            for name in set(tables) - set(audio_tables) - {"utt2spk", "utt2dur"}:
+                out[name][prefix + key] = tables[name][key]
+        logging.info("speed perturbation %g: %d utterances in %s", factor, len(tables["wav.scp"]), audio_dir)
+    return out
 
 
 def write_shape(data_dir: Path) -> None:
@@ -112,19 +154,31 @@ def write_speaker_sets(dump_root: Path) -> None:
     (out / ".done").touch()
 
 
-def run(data_root: Path, dump_root: Path, min_seconds: float, fsl_durations: List[float]) -> Dict[str, int]:
+def check_speed_factors(factors: Sequence[float]) -> List[float]:
+    factors = [float(f) for f in factors]
+    if any(f <= 0 or f == 1 for f in factors) or len(set(factors)) != len(factors):
+        raise ValueError(f"--speed_perturb takes distinct positive factors other than 1 (the voices as they "
+                         f"are, always kept), got {factors}")
+    return factors
+
+
+def run(data_root: Path, dump_root: Path, min_seconds: float, fsl_durations: List[float],
+        speed_factors: Sequence[float] = ()) -> Dict[str, int]:
     counts = {}
+    speed_factors = check_speed_factors(speed_factors)
     rels = data_dirs(data_root)
     if not rels:
         raise FileNotFoundError(f"{data_root}: no data dirs found: run stage 1 first")
     for i, rel in enumerate(rels, 1):
         dst = dump_root / rel
-        if (dst / ".done").is_file():
+        # The marker names the speed factors of generalist/train: other factors format it again.
+        marker = f"speed_perturb: {speed_factors}\n" if rel == Path("generalist/train") and speed_factors else ""
+        if (dst / ".done").is_file() and (dst / ".done").read_text() == marker:
             counts[str(rel)] = -1
             continue
         training = str(rel) in TRAINING_DIRS or rel.name in TRAINING_DIRS
-        counts[str(rel)] = format_dir(data_root / rel, dst, min_seconds if training else None)
-        (dst / ".done").touch()
+        counts[str(rel)] = format_dir(data_root / rel, dst, min_seconds if training else None, speed_factors)
+        (dst / ".done").write_text(marker)
         logging.info("[%d/%d] %s: %d utterances", i, len(rels), dst, counts[str(rel)])
     for rel in (r for r in rels if r.name in ("fsl_train", "fsl_val")):
         for d in fsl_durations:
@@ -147,6 +201,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dump_root", type=Path, required=True, help="where the formatted dirs go")
     parser.add_argument("--min_seconds", type=float, default=1.0, help="drop shorter training utterances")
     parser.add_argument("--fsl_durations", type=float, nargs="*", default=[], help="few-shot subsets (s)")
+    parser.add_argument("--speed_perturb", type=float, nargs="*", default=[], metavar="F",
+                        help="generalist/train also holds each utterance played F times as fast, as a voice "
+                        "of its own (e.g. 0.9 1.1; none by default)")
     return parser
 
 
@@ -155,7 +212,10 @@ def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (format_data) %(message)s")
     if not (args.data_root / "roles.yaml").is_file():
         raise SystemExit(f"format_data: {args.data_root}/roles.yaml not found: run stage 1 first")
-    counts = run(args.data_root, args.dump_root, args.min_seconds, args.fsl_durations)
+    try:
+        counts = run(args.data_root, args.dump_root, args.min_seconds, args.fsl_durations, args.speed_perturb)
+    except ValueError as err:
+        raise SystemExit(f"format_data: {err}") from None
     skipped = sum(1 for c in counts.values() if c < 0)
     logging.info("formatted %d data dirs (%d already done) into %s", len(counts) - skipped, skipped, args.dump_root)
 

@@ -43,6 +43,12 @@ def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     return resample_poly(x, new_sr // g, orig_sr // g, axis=0).astype(np.float32)
 
 
+def speed_perturb(x: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """Kaldi's speed perturbation: ``x`` played ``factor`` times as fast, tempo and pitch together
+    (read as if recorded at ``factor`` times the rate, then resampled back: 1/factor as long)."""
+    return resample(x, int(round(factor * sample_rate)), sample_rate)
+
+
 def load_audio(
     path: PathLike,
     sample_rate: int = SAMPLE_RATE,

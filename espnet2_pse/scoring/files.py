@@ -6,6 +6,7 @@ the data layer's ``load_audio``: that one downmixes, resamples and rejects silen
 files, while scoring must judge each file exactly as it is and refuse what it cannot judge.
 """
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Tuple, Union
@@ -70,6 +71,21 @@ def write_float_wav(path: PathLike, x: np.ndarray, sample_rate: int) -> Path:
 
     return atomic_write(path, lambda tmp: soundfile.write(tmp, np.asarray(x, np.float32), sample_rate,
                                                          subtype="FLOAT", format="WAV"))
+
+
+def files_fingerprint(*paths: PathLike, content: bool = False) -> str:
+    """Changes when any file's path, size or modification time does, or with ``content`` (files
+    unpacked anew on every run, as a packed model is), when its bytes do: whether work derived
+    from the files can be reused."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        if content:
+            digest.update(path.read_bytes())
+        else:
+            stat = path.stat()
+            digest.update(f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

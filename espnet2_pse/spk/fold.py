@@ -120,6 +120,7 @@ def fold_user_recordings(files: ModelFiles, recordings: Iterable[Path], out_dir:
     Raises:
         ValueError: the pack holds no teacher (``spk_teacher_tag`` or ``spk_teacher_model``).
     """
+    from espnet2_pse.scoring.files import atomic_write_text, files_fingerprint
     from espnet2_pse.spk.embedder import load_embedder
 
     extras = files.extras
@@ -128,10 +129,22 @@ def fold_user_recordings(files: ModelFiles, recordings: Iterable[Path], out_dir:
         raise ValueError(f"{files.model_file}: a speaker-conditioned model needs the speaker teacher it was trained "
                          "with packed beside it (spk_teacher_tag or spk_teacher_config/spk_teacher_model) to embed "
                          "the recordings")
+    # A rerun (personalize adding clean speech to a work dir) reuses the fold of the same model
+    # and recordings instead of embedding them all again; source.yaml is written last.
+    recordings = list(recordings)
+    source = {"model": files_fingerprint(files.train_config, files.model_file, *extras.values(), content=True),
+              "recordings": files_fingerprint(*recordings)}
+    marker = out_dir / "source.yaml"
+    if marker.is_file() and yaml.safe_load(marker.read_text(encoding="utf-8")) == source:
+        logger.info("speaker-conditioned model %s: reusing its fold on the same recordings in %s",
+                    files.model_file, out_dir)
+        return ModelFiles(out_dir / "config.yaml", out_dir / "model.pth")
+    marker.unlink(missing_ok=True)
     embed = load_embedder("teacher", extras.get("spk_teacher_config"), extras.get("spk_teacher_model"), tag)
     centroid, consistency = centroid_embedding(recordings, embed, sample_rate)
     folded = fold_model_files(files, centroid, out_dir)
     np.save(out_dir / "speaker_embedding.npy", centroid)
+    atomic_write_text(marker, yaml.safe_dump(source))
     logger.info("speaker-conditioned model %s conditioned on the recordings' speaker centroid (their mean cosine "
                 "to it: %.2f) and folded into the plain model %s", files.model_file, consistency, folded.model_file)
     return folded

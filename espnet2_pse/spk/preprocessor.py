@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from espnet2.train.preprocessor import AbsPreprocessor
-from espnet2_pse.data.audio import load_audio, resample
+from espnet2_pse.data.audio import load_audio, speed_perturb
 from espnet2_pse.data.kaldi_dir import read_table
 from espnet2_pse.data.runtime import derive_rng
 
@@ -113,7 +113,7 @@ class SpkDistillPreprocessor(AbsPreprocessor):
         speed = 0
         if self.train and len(self.speed_factors) > 1:
             speed = int(rng.integers(len(self.speed_factors)))
-            speech = self._perturb(speech, self.speed_factors[speed])
+            speech = speed_perturb(speech, self.speed_factors[speed], self.sample_rate)
         out = {"speech": _crop(speech.astype(np.float32), self.crop, rng)}
         if self.noises:
             out["noise"] = _crop(self._read_noise(rng), self.crop, rng)
@@ -121,10 +121,6 @@ class SpkDistillPreprocessor(AbsPreprocessor):
             label = self._label(uid, str(data["spk_labels"]), speed)
             out["spk_labels"] = np.asarray([label], np.int64)
         return out
-
-    def _perturb(self, speech: np.ndarray, factor: float) -> np.ndarray:
-        # Read as if recorded at factor x the rate, then brought back: 1/factor as long.
-        return resample(speech, int(round(factor * self.sample_rate)), self.sample_rate)
 
     def _label(self, uid: str, speaker: str, speed: int) -> int:
         if self.spk_index is None:

@@ -11,7 +11,6 @@ the training batches carry them under ``TEACHER_OUTPUT_KEY``; PseudoSE then skip
 Its outputs also rank the recordings by how noisy they are (:func:`cleanest_segments`).
 """
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -58,15 +57,6 @@ def teacher_outputs(teacher: torch.nn.Module, speech: torch.Tensor) -> torch.Ten
     return enhanced[..., : speech.shape[1]]
 
 
-def _fingerprint(*paths: Union[str, Path]) -> str:
-    """Changes when any file's path, size or modification time does."""
-    parts = []
-    for path in paths:
-        stat = Path(path).stat()
-        parts.append(f"{Path(path).resolve()} {stat.st_size} {stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, Path],
                           scp: Union[str, Path], out_dir: Union[str, Path]) -> Path:
     """Enhance every recording of ``scp`` with the teacher; returns ``<out_dir>/teacher.scp``.
@@ -76,11 +66,12 @@ def write_teacher_outputs(config_yaml: Union[str, Path], model_file: Union[str, 
     so an interrupted run leaves no table that points at missing files.
     """
     from espnet2_pse.data.kaldi_dir import read_table, write_table
-    from espnet2_pse.scoring.files import atomic_write_text, load_mono, write_float_wav
+    from espnet2_pse.scoring.files import atomic_write_text, files_fingerprint, load_mono, write_float_wav
 
     out_dir = Path(out_dir)
     table_path, source_path = out_dir / "teacher.scp", out_dir / "source.yaml"
-    source = {"teacher": _fingerprint(config_yaml, model_file), "recordings": _fingerprint(scp)}
+    # By content: a packed base is unpacked anew on every run of personalize.
+    source = {"teacher": files_fingerprint(config_yaml, model_file, content=True), "recordings": files_fingerprint(scp)}
     if table_path.is_file() and source_path.is_file() and yaml.safe_load(source_path.read_text()) == source:
         logger.info("teacher outputs: reusing %s", table_path)
         return table_path

@@ -185,7 +185,12 @@ def test_personalize_job_from_clean_speech_alone(tmp_path):
                                      "fsl_max_epoch": 1})
     with pytest.raises(ValueError, match="upload some recordings of your voice first"):
         job.start({})
+    assert PersonalizeJob(workspace).defaults() == {"max_epoch": 24, "fsl_max_epoch": 5}
     sf.write(str(workspace.recordings_dir("clean") / "me.wav"), noisy_clip(6.0, 3), 16000, subtype="PCM_16")
+    # The page's placeholders: no zero-shot step, a few-shot length from the clean seconds.
+    assert PersonalizeJob(workspace).defaults() == {"max_epoch": "skipped: clean speech only",
+                                                    "fsl_max_epoch": "from the clean seconds"}
+    assert job.defaults()["fsl_max_epoch"] == 1  # pse-app --personalize_args still decide
     job.start({})
     job._thread.join(600)
     assert job.status()["state"] == "done", job.status()

@@ -141,6 +141,7 @@ def test_stage_1_without_data_sh_names_it(recipe):
         ("--skip_upload_hf false", "needs --hf_repo"),
         ("--cmd_backend sge", "unknown cmd_backend 'sge'"),
         ("--spk_encoder maybe", "--spk_encoder takes true or false, got 'maybe'"),
+        ("--generalist_speed_perturb '0.9 1.0'", "--generalist_speed_perturb: '1.0' is not a speed factor"),
         ("--spk_teacher ge2e", "--spk_teacher must be ecapa or resemblyzer, got 'ge2e'"),
         ("--refine_config conf/nope.yaml", "--refine_config: file not found: conf/nope.yaml"),
         ("--datadir elsewhere", "--datadir is not an option"),

@@ -111,6 +111,13 @@ def test_user_recordings_folded_with_the_packed_teacher(recordings, tmp_path, ca
     plain_config = yaml.safe_load(folded.train_config.read_text())
     torch.testing.assert_close(plain_output(plain_config, torch.load(folded.model_file), feats), expected,
                                atol=1e-5, rtol=1e-4)
+    # A rerun on the same model and recordings reuses the fold; other recordings refold.
+    caplog.clear()
+    assert fold_user_recordings(files, paths, tmp_path / "folded", 16000) == folded
+    assert "reusing its fold" in caplog.text and "mean cosine" not in caplog.text
+    fold_user_recordings(files, paths[:2], tmp_path / "folded", 16000)
+    assert "mean cosine" in caplog.text
+    assert not np.allclose(np.load(tmp_path / "folded" / "speaker_embedding.npy"), centroid)
     with pytest.raises(ValueError, match="broken.wav: cannot be decoded"):
         fold_user_recordings(files, [paths[0], broken], tmp_path / "again", 16000)
     with pytest.raises(ValueError, match="no audio to embed"):

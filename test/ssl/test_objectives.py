@@ -235,8 +235,15 @@ def test_precomputed_teacher_outputs_replace_the_teacher(tiny_corpus, teacher_di
         assert torch.allclose(torch.from_numpy(written), expected, atol=1e-6)  # float WAV: exact
     write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
     assert "teacher outputs: reusing" in caplog.text
-    # Another teacher (a newer model file) makes them again.
+    # The same weights unpacked anew (a rerun of personalize unpacks its base again): reused.
     os.utime(model_file, ns=(0, 0))
+    caplog.clear()
+    write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
+    assert "teacher outputs: reusing" in caplog.text
+    # Another teacher (other weights) makes them again.
+    state = torch.load(model_file, map_location="cpu")
+    state = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, model_file)
     caplog.clear()
     write_teacher_outputs(files["config"], files["model_file"], scp, tmp_path / "cache")
     assert "reusing" not in caplog.text and "teacher outputs: 2/2 recordings" in caplog.text

@@ -310,6 +310,9 @@ def test_speaker_conditioned_base_gets_the_users_voice_folded_in(personalized, t
     with zipfile.ZipFile(tmp_path / "erin.zip") as z:
         trained = torch.load(z.open(next(n for n in z.namelist() if n.endswith(".pth"))), map_location="cpu")
     assert not any(".film." in key for key in trained)
+    caplog.clear()  # a rerun in the same work dir reuses the fold instead of embedding again
+    assert personalize.main(args) == 0
+    assert "reusing its fold" in caplog.text and "speaker centroid" not in caplog.text
 
 
 def test_clean_speech_alone_fine_tunes_the_base(personalized, tmp_path):

@@ -66,6 +66,7 @@ generalist_noise="inject_train"   # noise banks (data/noise/<bank>) pooled for t
 generalist_model=""    # a packed generalist (zip) taken as the generalist of the one --sizes instead of
                        # training it, e.g. ../../../espnet2_pse/pretrained/generalist_stft.zip
 generalist_talkers=0   # share of the generalists' inputs with another training voice as a talker
+generalist_speed_perturb=""  # speed factors: each generalist training voice also played at those speeds, as new voices
 conditioned_config=""  # training config for the conditioned generalists (empty: the generalists')
 conditioned_init=""    # conditioned generalists start from: random (empty), generalist (the plain one
                        # of the same size, trained first), or a checkpoint file
@@ -126,6 +127,8 @@ Options (--name value, --name=value; dashes and underscores are equivalent):
                         training it in stage 4 (default: '${generalist_model}')
   --generalist_talkers P  share of the generalists' training inputs that also hold another
                         training voice (never the example's own) at 0-10 dB (default: ${generalist_talkers})
+  --generalist_speed_perturb "F .."  stage 2 adds each generalist training utterance played F
+                        times as fast as a voice of its own, e.g. "0.9 1.1" (default: '${generalist_speed_perturb}')
   --conditioned_config FILE  conditioned generalists' training config (default: the generalists')
   --conditioned_init X  conditioned generalists start from random weights (empty), 'generalist'
                         (the plain one of the same size; FiLM starts at identity) or a
@@ -197,6 +200,10 @@ setup() {
     fi
     [[ "${generalist_talkers}" =~ ^(0([.][0-9]+)?|1([.]0+)?)$ ]] \
         || die "--generalist_talkers must be a share between 0 and 1, got '${generalist_talkers}'"
+    for value in ${generalist_speed_perturb}; do
+        [[ "${value}" =~ ^[0-9]*[.]?[0-9]+$ ]] && [[ ! "${value}" =~ ^0*([.]0+)?$ ]] && [[ ! "${value}" =~ ^0*1([.]0+)?$ ]] \
+            || die "--generalist_speed_perturb: '${value}' is not a speed factor (positive, other than 1)"
+    done
     [ -z "${conditioned_init}" ] || [ "${conditioned_init}" = generalist ] || [ -f "${conditioned_init}" ] \
         || die "--conditioned_init must be empty, 'generalist' or a checkpoint file; not found: ${conditioned_init}"
     if [ "${skip_upload_hf}" = false ] && [ -z "${hf_repo}" ]; then
@@ -242,7 +249,7 @@ stage_1_data_prep() {
 stage_2_format() {
     # shellcheck disable=SC2086
     ${python} -m espnet2_pse.bin.format_data --data_root "${datadir}" --dump_root "${dumpdir}" \
-        --min_seconds 1.0 --fsl_durations ${fsl_durations}
+        --min_seconds 1.0 --fsl_durations ${fsl_durations} --speed_perturb ${generalist_speed_perturb}
 }
 
 stage_3_aux_models() {

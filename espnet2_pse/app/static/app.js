@@ -30,11 +30,21 @@ function minutes(seconds) {
 async function refresh() {
   const state = await api("/api/state");
   maxUploadMb = state.max_upload_mb;
-  $("max-epoch").placeholder = state.personalize_defaults.max_epoch;
-  $("fsl-max-epoch").placeholder = state.personalize_defaults.fsl_max_epoch;
+  showDefaults(state.personalize_defaults);
   for (const kind of ["noisy", "clean"]) showRecordings(kind, state.recordings[kind]);
   showModels(state.models);
   showPersonalize(state.personalize);
+}
+
+// The epoch fields' placeholders depend on which recordings there are (clean speech alone: no
+// zero-shot step, a few-shot length from the clean seconds), so uploads and removals reread them.
+function showDefaults(defaults) {
+  $("max-epoch").placeholder = defaults.max_epoch;
+  $("fsl-max-epoch").placeholder = defaults.fsl_max_epoch;
+}
+
+async function refreshDefaults() {
+  showDefaults((await api("/api/state")).personalize_defaults);
 }
 
 function showRecordings(kind, recordings) {
@@ -44,6 +54,7 @@ function showRecordings(kind, recordings) {
     remove.onclick = async () => {
       const body = await api(`/api/recordings/${kind}/${encodeURIComponent(r.name)}`, { method: "DELETE" });
       showRecordings(kind, body.recordings);
+      await refreshDefaults();
     };
     return element("li", {}, `${r.name} (${r.seconds} s) `, remove);
   }));
@@ -88,6 +99,7 @@ async function upload(kind, files) {
     const body = await api(`/api/recordings/${kind}`, { method: "POST", body: form });
     showRecordings(kind, body.recordings);
     showRejected(rejectedList, body.rejected);
+    await refreshDefaults();
   } catch (err) {
     showRejected(rejectedList, [{ name: "upload", reason: err.message }]);
   }
