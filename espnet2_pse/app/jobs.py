@@ -59,7 +59,7 @@ class PersonalizeJob:
         clean seconds (personalize's rule), so those say so instead of a number."""
         from espnet2_pse.bin.personalize import DEFAULT_FSL_EPOCHS, DEFAULT_ZSL_EPOCHS
 
-        clean_only = bool(self.workspace.recordings("clean")) and not self.workspace.recordings("noisy")
+        clean_only = self.workspace.has_recordings("clean") and not self.workspace.has_recordings("noisy")
         return {"max_epoch": "skipped: clean speech only" if clean_only
                 else self.base_options.get("max_epoch", DEFAULT_ZSL_EPOCHS),
                 "fsl_max_epoch": self.base_options.get(
@@ -80,7 +80,7 @@ class PersonalizeJob:
         """Start (or resume) in a background thread; ValueError if one is running or the
         recordings or options are refused."""
         options = {**self.base_options, **_checked(page_options)}
-        if not self.workspace.recordings("noisy") and not self.workspace.recordings("clean"):
+        if not self.workspace.has_recordings("noisy") and not self.workspace.has_recordings("clean"):
             raise ValueError("upload some recordings of your voice first (everyday ones, clean speech or both)")
         with self._lock:
             if self.running():

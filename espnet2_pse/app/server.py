@@ -6,7 +6,8 @@
 The page (``static/``) talks to this aiohttp server through a small JSON API:
 
     GET  /api/state                          recordings, models, personalization, limits
-    POST /api/recordings/{noisy|clean}       multipart files -> accepted / rejected (with reasons)
+    POST /api/recordings/{noisy|clean}       multipart files -> accepted / rejected (with reasons); both
+                                             recording calls also return the epoch fields' defaults
     DELETE /api/recordings/{kind}/{name}
     POST /api/personalize {max_epoch, fsl_max_epoch, causal}; POST /api/personalize/cancel
     POST /api/enhance                        multipart "model" + files -> players, spectrograms, scores
@@ -161,13 +162,15 @@ class App:
             for _, path in files:
                 path.unlink(missing_ok=True)
         return web.json_response({"accepted": accepted, "rejected": rejected,
-                                  "recordings": self.workspace.recordings(kind)})
+                                  "recordings": self.workspace.recordings(kind),
+                                  "personalize_defaults": self.job.defaults()})
 
     async def remove_recording(self, request):
         kind, name = request.match_info["kind"], request.match_info["name"]
         self.refuse_while_personalizing()
         self.workspace.remove_recording(kind, name)
-        return web.json_response({"recordings": self.workspace.recordings(kind)})
+        return web.json_response({"recordings": self.workspace.recordings(kind),
+                                  "personalize_defaults": self.job.defaults()})
 
     def refuse_while_personalizing(self) -> None:
         if self.job.running():

@@ -83,6 +83,10 @@ class Workspace:
         return [{"name": p.name, "seconds": round(sf.info(str(p)).duration, 2)}
                 for p in sorted(self.recordings_dir(kind).glob("*.wav"))]
 
+    def has_recordings(self, kind: str) -> bool:
+        """Whether any recording of ``kind`` is there (without reading their headers)."""
+        return any(self.recordings_dir(kind).glob("*.wav"))
+
     def remove_recording(self, kind: str, name: str) -> None:
         path = self.recordings_dir(kind) / Path(name).name
         if not path.is_file():

@@ -1,5 +1,6 @@
-"""File helpers of the scoring tools: checked audio loading and atomic writes (a crash never
-leaves a half-written table, summary or plot).
+"""File helpers of the scoring tools, also used by the package's caches: checked audio loading,
+atomic writes (a crash never leaves a half-written table, summary or plot) and fingerprints
+of the files that cached work was derived from.
 
 Scp lists are read with :func:`espnet2_pse.data.kaldi_dir.read_table`. Audio is not read with
 the data layer's ``load_audio``: that one downmixes, resamples and rejects silent or clipped

@@ -148,6 +148,7 @@ def test_server_refuses_oversized_non_audio_and_outside_requests(server):
     assert "cannot be decoded" in reasons["notes.txt"] and str(work) not in reasons["notes.txt"]
     assert "shorter than 4 s" in reasons["short.wav"]
     assert (work / "recordings" / "clean" / "escape.wav").is_file()
+    assert answer["personalize_defaults"]["max_epoch"] == "skipped: clean speech only"  # the page's placeholders
     assert not list((work / "tmp").iterdir())  # nothing left half-written
     assert not (work.parent / "escape.wav").exists() and not (work.parents[1] / "escape.wav").exists()
     status, answer = request(f"{server.url}/api/recordings/clean/escape.wav", method="DELETE")

@@ -37,14 +37,10 @@ async function refresh() {
 }
 
 // The epoch fields' placeholders depend on which recordings there are (clean speech alone: no
-// zero-shot step, a few-shot length from the clean seconds), so uploads and removals reread them.
+// zero-shot step, a few-shot length from the clean seconds): uploads and removals return them.
 function showDefaults(defaults) {
   $("max-epoch").placeholder = defaults.max_epoch;
   $("fsl-max-epoch").placeholder = defaults.fsl_max_epoch;
-}
-
-async function refreshDefaults() {
-  showDefaults((await api("/api/state")).personalize_defaults);
 }
 
 function showRecordings(kind, recordings) {
@@ -54,7 +50,7 @@ function showRecordings(kind, recordings) {
     remove.onclick = async () => {
       const body = await api(`/api/recordings/${kind}/${encodeURIComponent(r.name)}`, { method: "DELETE" });
       showRecordings(kind, body.recordings);
-      await refreshDefaults();
+      showDefaults(body.personalize_defaults);
     };
     return element("li", {}, `${r.name} (${r.seconds} s) `, remove);
   }));
@@ -99,7 +95,7 @@ async function upload(kind, files) {
     const body = await api(`/api/recordings/${kind}`, { method: "POST", body: form });
     showRecordings(kind, body.recordings);
     showRejected(rejectedList, body.rejected);
-    await refreshDefaults();
+    showDefaults(body.personalize_defaults);
   } catch (err) {
     showRejected(rejectedList, [{ name: "upload", reason: err.message }]);
   }
