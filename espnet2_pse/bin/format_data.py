@@ -87,6 +87,7 @@ def with_speed_perturbed(tables: Dict[str, Dict[str, str]], audio_dir: Path,
     ``sp<F>-<key>`` of the speaker ``sp<F>-<speaker>``. Each audio file is perturbed once into
     ``audio_dir/sp<F>/`` (a file already there is kept: a rerun after an interruption)."""
     audio_tables = [name for name in ("wav.scp", "spk1.scp") if name in tables]
+    copied_tables = set(tables) - set(audio_tables) - {"utt2spk", "utt2dur"}  # the same value as the source key
     out = {name: dict(table) for name, table in tables.items()}
     for factor in factors:
         prefix = f"sp{factor:g}-"
@@ -106,7 +107,7 @@ def with_speed_perturbed(tables: Dict[str, Dict[str, str]], audio_dir: Path,
                     written[source] = str(target.absolute())
                 out[name][prefix + key] = written[source]
             out["utt2spk"][prefix + key] = prefix + tables["utt2spk"][key]
-            for name in set(tables) - set(audio_tables) - {"utt2spk", "utt2dur"}:
+            for name in copied_tables:
                 out[name][prefix + key] = tables[name][key]
         logging.info("speed perturbation %g: %d utterances in %s", factor, len(tables["wav.scp"]), audio_dir)
     return out
